@@ -1,1 +1,159 @@
-fn main() {}
+//! The `hivestream` command line: `serve` and `iam-policy`.
+//!
+//! Settings are read from the TOML file given by `--config`, then overridden
+//! by `HIVESTREAM_*` environment variables and flags (clap reads both).
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use hivestream_core::config::RawConfig;
+
+#[derive(Parser)]
+#[command(name = "hivestream", version, about = "First-party events to hourly gzip JSONL in your own S3 bucket, exactly once")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the collector and router (embedded default: ./hivestream-data, 127.0.0.1:8080).
+    Serve(ServeArgs),
+    /// Print the least-privilege IAM policy for a bucket and prefix.
+    IamPolicy {
+        #[arg(long)]
+        bucket: String,
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// TOML configuration file (same keys as the flags, with underscores).
+    #[arg(long, env = "HIVESTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    #[arg(long, env = "HIVESTREAM_LISTEN")]
+    listen: Option<String>,
+    #[arg(long, env = "HIVESTREAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// s3://BUCKET[/PREFIX], file://DIR or memory://
+    #[arg(long, env = "HIVESTREAM_SINK")]
+    sink: Option<String>,
+    #[arg(long, env = "HIVESTREAM_REGION")]
+    region: Option<String>,
+    /// S3-compatible endpoint URL (path-style).
+    #[arg(long, env = "HIVESTREAM_ENDPOINT")]
+    endpoint: Option<String>,
+    #[arg(long, env = "HIVESTREAM_ACCESS_KEY_ID")]
+    access_key_id: Option<String>,
+    #[arg(long, env = "HIVESTREAM_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: Option<String>,
+    #[arg(long, env = "HIVESTREAM_SESSION_TOKEN", hide_env_values = true)]
+    session_token: Option<String>,
+    #[arg(long, env = "HIVESTREAM_PROFILE")]
+    profile: Option<String>,
+    /// Accepted API keys (repeat, or comma-separated in HIVESTREAM_API_KEYS).
+    #[arg(long = "api-key", env = "HIVESTREAM_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    api_keys: Option<Vec<String>>,
+    #[arg(long, env = "HIVESTREAM_WORKER_ID")]
+    worker_id: Option<String>,
+    /// e.g. 60s, 500ms, 5m
+    #[arg(long, env = "HIVESTREAM_FLUSH_INTERVAL")]
+    flush_interval: Option<String>,
+    #[arg(long, env = "HIVESTREAM_MAX_FILE_BYTES")]
+    max_file_bytes: Option<u64>,
+    #[arg(long, env = "HIVESTREAM_MAX_BACKLOG_BYTES")]
+    max_backlog_bytes: Option<u64>,
+    #[arg(long, env = "HIVESTREAM_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    #[arg(long, env = "HIVESTREAM_MAX_BATCH_ITEMS")]
+    max_batch_items: Option<usize>,
+    #[arg(long, env = "HIVESTREAM_COMPRESSION_LEVEL")]
+    compression_level: Option<u32>,
+    #[arg(long, env = "HIVESTREAM_UPLOAD_CONCURRENCY")]
+    upload_concurrency: Option<usize>,
+    #[arg(long, env = "HIVESTREAM_SHUTDOWN_TIMEOUT")]
+    shutdown_timeout: Option<String>,
+}
+
+impl ServeArgs {
+    fn into_raw(self) -> anyhow::Result<RawConfig> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                RawConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+            }
+            None => RawConfig::default(),
+        };
+        let flags = RawConfig {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            sink: self.sink,
+            region: self.region,
+            endpoint: self.endpoint,
+            access_key_id: self.access_key_id,
+            secret_access_key: self.secret_access_key,
+            session_token: self.session_token,
+            profile: self.profile,
+            api_keys: self.api_keys,
+            worker_id: self.worker_id,
+            flush_interval: self.flush_interval,
+            max_file_bytes: self.max_file_bytes,
+            max_backlog_bytes: self.max_backlog_bytes,
+            max_body_bytes: self.max_body_bytes,
+            max_batch_items: self.max_batch_items,
+            compression_level: self.compression_level,
+            upload_concurrency: self.upload_concurrency,
+            shutdown_timeout: self.shutdown_timeout,
+        };
+        Ok(file.overlay(flags))
+    }
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+        _ = int.recv() => tracing::info!("SIGINT: shutting down"),
+    }
+}
+
+fn iam_policy(bucket: &str, prefix: &str) -> String {
+    let prefix = prefix.trim_matches('/');
+    let objects = if prefix.is_empty() { format!("arn:aws:s3:::{bucket}/*") } else { format!("arn:aws:s3:::{bucket}/{prefix}/*") };
+    let policy = serde_json::json!({
+        "Version": "2012-10-17",
+        "Statement": [
+            { "Sid": "HivestreamList", "Effect": "Allow", "Action": ["s3:List*"], "Resource": [format!("arn:aws:s3:::{bucket}")] },
+            { "Sid": "HivestreamObjects", "Effect": "Allow", "Action": ["s3:Get*", "s3:Put*", "s3:Delete*"], "Resource": [objects] }
+        ]
+    });
+    serde_json::to_string_pretty(&policy).expect("policy serialises")
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HIVESTREAM_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+    match Cli::parse().command {
+        Command::IamPolicy { bucket, prefix } => {
+            println!("{}", iam_policy(&bucket, &prefix));
+            Ok(())
+        }
+        Command::Serve(args) => {
+            let cfg = args.into_raw()?.validate()?;
+            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            rt.block_on(hivestream_core::serve::serve(cfg, shutdown_signal()))?;
+            Ok(())
+        }
+    }
+}

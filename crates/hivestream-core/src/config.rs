@@ -1,0 +1,307 @@
+//! Configuration: a raw, all-optional [`RawConfig`] read from TOML, the
+//! `HIVESTREAM_*` environment and flags (later sources override earlier
+//! ones), validated into a typed [`Config`]. The doc comments on
+//! [`RawConfig`] are the configuration reference.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+use crate::keys::{normalize_prefix, KeyError, WorkerId};
+
+/// Every setting, each optional; see README "Configuration".
+/// Not `Debug`: it holds secrets in the clear.
+#[derive(Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Address the HTTP API listens on. Default `127.0.0.1:8080`.
+    pub listen: Option<String>,
+    /// Directory for the WAL, router state and the default local bucket.
+    /// Default `./hivestream-data`.
+    pub data_dir: Option<PathBuf>,
+    /// Where objects go: `s3://BUCKET[/PREFIX]`, `file://DIR` or `memory://`.
+    /// Default `file://{data_dir}/bucket`.
+    pub sink: Option<String>,
+    /// AWS region of the bucket. Default from `AWS_REGION`, the profile, or `us-east-1`.
+    pub region: Option<String>,
+    /// S3-compatible endpoint URL (path-style requests), e.g. `http://127.0.0.1:8333`.
+    pub endpoint: Option<String>,
+    /// Access key id; default from `AWS_ACCESS_KEY_ID`, the profile or instance credentials.
+    pub access_key_id: Option<String>,
+    /// Secret access key; never logged.
+    pub secret_access_key: Option<String>,
+    /// Session token for temporary credentials; never logged.
+    pub session_token: Option<String>,
+    /// Profile in `~/.aws/credentials` and `~/.aws/config` (default `AWS_PROFILE`).
+    pub profile: Option<String>,
+    /// API keys accepted in `x-api-key` or `?k=`. With none, only loopback listening is allowed.
+    pub api_keys: Option<Vec<String>>,
+    /// This writer's id in file names, `[A-Za-z0-9_]{1,64}`. Default: generated once and kept in the data dir.
+    pub worker_id: Option<String>,
+    /// Seal a file this long after its first record, e.g. `60s`, `500ms`, `5m`. Default `60s`.
+    pub flush_interval: Option<String>,
+    /// Seal a file when its compressed size reaches this many bytes. Default 64 MiB.
+    pub max_file_bytes: Option<u64>,
+    /// Answer 503 to new writes while the WAL holds more than this many bytes. Default 1 GiB.
+    pub max_backlog_bytes: Option<u64>,
+    /// Largest request body, before and after gzip decoding. Default 16 MiB.
+    pub max_body_bytes: Option<usize>,
+    /// Most events in one batch request. Default 10000.
+    pub max_batch_items: Option<usize>,
+    /// Gzip level 1-9. Default 6.
+    pub compression_level: Option<u32>,
+    /// Uploads in flight at once. Default 4.
+    pub upload_concurrency: Option<usize>,
+    /// On shutdown, wait this long for uploads before exiting (the rest are
+    /// uploaded at the next start). Default `30s`.
+    pub shutdown_timeout: Option<String>,
+}
+
+macro_rules! overlay_fields {
+    ($self:ident, $other:ident, $($f:ident),*) => { $( if $other.$f.is_some() { $self.$f = $other.$f; } )* };
+}
+
+impl RawConfig {
+    /// Parses a TOML configuration file's text.
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))
+    }
+
+    /// Returns `self` with every field that `other` sets replaced.
+    pub fn overlay(mut self, other: RawConfig) -> Self {
+        overlay_fields!(
+            self, other, listen, data_dir, sink, region, endpoint, access_key_id, secret_access_key,
+            session_token, profile, api_keys, worker_id, flush_interval, max_file_bytes,
+            max_backlog_bytes, max_body_bytes, max_batch_items, compression_level,
+            upload_concurrency, shutdown_timeout
+        );
+        self
+    }
+}
+
+/// A string that is never printed.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Where objects are written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SinkTarget {
+    Local(PathBuf),
+    S3 { bucket: String },
+    Memory,
+}
+
+/// S3 connection settings; unset values come from the environment.
+#[derive(Debug, Clone, Default)]
+pub struct S3Settings {
+    pub region: Option<String>,
+    pub endpoint: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<Secret>,
+    pub session_token: Option<Secret>,
+    pub profile: Option<String>,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub sink: SinkTarget,
+    /// Normalised key prefix (empty or ending in `/`).
+    pub prefix: String,
+    pub s3: S3Settings,
+    pub api_keys: Vec<Secret>,
+    pub worker_id: Option<WorkerId>,
+    pub flush_interval: Duration,
+    pub max_file_bytes: u64,
+    pub max_backlog_bytes: u64,
+    pub max_body_bytes: usize,
+    pub max_batch_items: usize,
+    pub compression_level: u32,
+    pub upload_concurrency: usize,
+    pub shutdown_timeout: Duration,
+}
+
+/// Why a configuration is invalid.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("config file: {0}")]
+    Toml(String),
+    #[error("{field}: {why}")]
+    Invalid { field: &'static str, why: String },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(
+        "refusing to listen on {0} without API keys: set `api_keys` (or HIVESTREAM_API_KEYS) or listen on a loopback address"
+    )]
+    OpenWithoutKeys(SocketAddr),
+}
+
+fn invalid(field: &'static str, why: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { field, why: why.into() }
+}
+
+/// Parses `500ms`, `60s`, `5m`, `1h` or a bare number of seconds.
+pub fn parse_duration(field: &'static str, s: &str) -> Result<Duration, ConfigError> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| invalid(field, format!("{s:?} is not a duration like 60s")))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "" | "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n * 60),
+        "h" => Duration::from_secs(n * 3600),
+        _ => return Err(invalid(field, format!("{s:?} has an unknown unit (use ms, s, m or h)"))),
+    };
+    Ok(d)
+}
+
+fn parse_sink(raw: Option<&str>, data_dir: &std::path::Path) -> Result<(SinkTarget, String), ConfigError> {
+    let Some(url) = raw else {
+        return Ok((SinkTarget::Local(data_dir.join("bucket")), String::new()));
+    };
+    if let Some(path) = url.strip_prefix("file://") {
+        if path.is_empty() {
+            return Err(invalid("sink", "file:// needs a directory, e.g. file://./bucket"));
+        }
+        return Ok((SinkTarget::Local(PathBuf::from(path)), String::new()));
+    }
+    if url == "memory://" {
+        return Ok((SinkTarget::Memory, String::new()));
+    }
+    let rest = url
+        .strip_prefix("s3://")
+        .ok_or_else(|| invalid("sink", format!("{url:?} must start with s3://, file:// or be memory://")))?;
+    let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
+    let bucket_ok = (3..=63).contains(&bucket.len())
+        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+    if !bucket_ok {
+        return Err(invalid("sink", format!("{bucket:?} is not a valid S3 bucket name")));
+    }
+    let prefix = normalize_prefix(prefix)?;
+    Ok((SinkTarget::S3 { bucket: bucket.to_string() }, prefix))
+}
+
+fn bounded<T: PartialOrd + std::fmt::Display + Copy>(field: &'static str, v: T, lo: T, hi: T) -> Result<T, ConfigError> {
+    if v < lo || v > hi {
+        return Err(invalid(field, format!("{v} is outside {lo}..={hi}")));
+    }
+    Ok(v)
+}
+
+impl RawConfig {
+    /// Checks every setting and fills in defaults.
+    pub fn validate(self) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = self
+            .listen
+            .as_deref()
+            .unwrap_or("127.0.0.1:8080")
+            .parse()
+            .map_err(|_| invalid("listen", "expected an address like 127.0.0.1:8080"))?;
+        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./hivestream-data"));
+        let (sink, prefix) = parse_sink(self.sink.as_deref(), &data_dir)?;
+        let api_keys: Vec<Secret> = self.api_keys.unwrap_or_default().into_iter().filter(|k| !k.is_empty()).map(Secret).collect();
+        if api_keys.is_empty() && !listen.ip().is_loopback() {
+            return Err(ConfigError::OpenWithoutKeys(listen));
+        }
+        let flush_interval = parse_duration("flush_interval", self.flush_interval.as_deref().unwrap_or("60s"))?;
+        if flush_interval < Duration::from_millis(100) {
+            return Err(invalid("flush_interval", "must be at least 100ms"));
+        }
+        Ok(Config {
+            listen,
+            data_dir,
+            sink,
+            prefix,
+            s3: S3Settings {
+                region: self.region,
+                endpoint: self.endpoint,
+                access_key_id: self.access_key_id,
+                secret_access_key: self.secret_access_key.map(Secret),
+                session_token: self.session_token.map(Secret),
+                profile: self.profile,
+            },
+            api_keys,
+            worker_id: self.worker_id.as_deref().map(WorkerId::parse).transpose()?,
+            flush_interval,
+            max_file_bytes: bounded("max_file_bytes", self.max_file_bytes.unwrap_or(64 << 20), 1024, 5 << 30)?,
+            max_backlog_bytes: bounded("max_backlog_bytes", self.max_backlog_bytes.unwrap_or(1 << 30), 1 << 20, u64::MAX)?,
+            max_body_bytes: bounded("max_body_bytes", self.max_body_bytes.unwrap_or(16 << 20), 1024, 256 << 20)?,
+            max_batch_items: bounded("max_batch_items", self.max_batch_items.unwrap_or(10_000), 1, 1_000_000)?,
+            compression_level: bounded("compression_level", self.compression_level.unwrap_or(6), 1, 9)?,
+            upload_concurrency: bounded("upload_concurrency", self.upload_concurrency.unwrap_or(4), 1, 64)?,
+            shutdown_timeout: parse_duration("shutdown_timeout", self.shutdown_timeout.as_deref().unwrap_or("30s"))?,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let c = RawConfig::default().validate().unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.sink, SinkTarget::Local(PathBuf::from("./hivestream-data/bucket")));
+        assert_eq!(c.flush_interval, Duration::from_secs(60));
+        assert_eq!(c.max_file_bytes, 64 << 20);
+    }
+
+    #[test]
+    fn s3_sink_with_prefix() {
+        let raw = RawConfig { sink: Some("s3://my-bucket/raw/events".into()), ..Default::default() };
+        let c = raw.validate().unwrap();
+        assert_eq!(c.sink, SinkTarget::S3 { bucket: "my-bucket".into() });
+        assert_eq!(c.prefix, "raw/events/");
+        for bad in ["s3://B", "s3://a/../x", "ftp://x", "s3://ab"] {
+            let raw = RawConfig { sink: Some(bad.into()), ..Default::default() };
+            assert!(raw.validate().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn toml_rejects_unknown_keys_and_overlays() {
+        assert!(RawConfig::from_toml("nope = 1").is_err());
+        let file = RawConfig::from_toml("flush_interval = \"2s\"\nlisten = \"127.0.0.1:9\"").unwrap();
+        let cli = RawConfig { listen: Some("127.0.0.1:10".into()), ..Default::default() };
+        let c = file.overlay(cli).validate().unwrap();
+        assert_eq!(c.listen.port(), 10);
+        assert_eq!(c.flush_interval, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn open_listen_needs_keys() {
+        let raw = RawConfig { listen: Some("0.0.0.0:8080".into()), ..Default::default() };
+        assert!(matches!(raw.clone().validate(), Err(ConfigError::OpenWithoutKeys(_))));
+        let raw = RawConfig { api_keys: Some(vec!["k".into()]), ..raw };
+        assert!(raw.validate().is_ok());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("f", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("f", "7").unwrap(), Duration::from_secs(7));
+        assert_eq!(parse_duration("f", "2h").unwrap(), Duration::from_secs(7200));
+        assert!(parse_duration("f", "1d").is_err());
+        assert!(parse_duration("f", "x").is_err());
+    }
+
+    #[test]
+    fn secrets_do_not_debug_print() {
+        let raw = RawConfig { secret_access_key: Some("SUPERSECRET".into()), api_keys: Some(vec!["APIKEY1".into()]), ..Default::default() };
+        let dbg = format!("{:?}", raw.validate().unwrap());
+        assert!(!dbg.contains("SUPERSECRET") && !dbg.contains("APIKEY1"), "{dbg}");
+    }
+}

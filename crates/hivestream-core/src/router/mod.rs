@@ -1,0 +1,336 @@
+//! The router: reads committed records from the WAL, partitions them by
+//! (data type, hour), compresses each partition into a [`FileBuilder`],
+//! seals files on size, age or shutdown, records each seal durably in the
+//! [`Ledger`] and hands the file to the uploader. When uploads finish it
+//! advances the checkpoint, which lets the committer delete WAL segments.
+//!
+//! Exactly once: a record is in exactly one sealed file (seal ranges of a
+//! partition never overlap), a seal is durable before its upload starts, and
+//! its key derives from its content. After a crash the router replays the
+//! WAL from the checkpoint: records inside a finished seal are skipped,
+//! records inside a pending seal rebuild that very file (same bytes, same
+//! key), and the rest go to new files, which were never uploaded.
+//!
+//! It runs on its own thread because compression is CPU work that must not
+//! stall the async HTTP workers.
+
+mod file;
+pub mod ledger;
+pub mod upload;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use hivestream_wal::{WalError, WalReader};
+use thiserror::Error;
+
+pub use file::{FileBuilder, Finished};
+use ledger::{Ledger, Seal};
+pub use upload::UploadJob;
+
+use crate::keys::{object_key, Partition, WorkerId};
+use crate::metrics::METRICS;
+use crate::record::Record;
+use crate::shared::Shared;
+
+/// Most partitions open at once; beyond it the oldest file is sealed early.
+pub const MAX_OPEN_FILES: usize = 64;
+/// Records routed per loop turn before checking timers and uploads.
+const TURN_RECORDS: usize = 4096;
+
+/// Router failures (all fatal to the router thread).
+#[derive(Debug, Error)]
+pub enum RouterError {
+    #[error("router I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Wal(#[from] WalError),
+    #[error("ledger: {0}")]
+    Ledger(String),
+}
+
+/// What the router needs to know.
+#[derive(Debug, Clone)]
+pub struct RouterConfig {
+    pub data_dir: PathBuf,
+    pub prefix: String,
+    pub worker: WorkerId,
+    pub flush_interval: Duration,
+    pub max_file_bytes: u64,
+    pub level: u32,
+    pub shutdown_timeout: Duration,
+}
+
+/// A seal found in the ledger at start-up that covers records not yet read.
+struct KnownSeal {
+    seal: Seal,
+    done: bool,
+}
+
+pub struct Router {
+    cfg: RouterConfig,
+    spool: PathBuf,
+    ledger: Ledger,
+    reader: WalReader,
+    shared: Arc<Shared>,
+    open: HashMap<Partition, FileBuilder>,
+    /// Seals from before a restart whose range is not fully read yet.
+    known: HashMap<Partition, Vec<KnownSeal>>,
+    /// Rebuilds of pending seals, by seal id.
+    rebuilding: HashMap<u64, FileBuilder>,
+    uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
+    done_rx: mpsc::Receiver<u64>,
+}
+
+impl Router {
+    /// Opens the ledger and positions the reader at the checkpoint.
+    pub fn open(
+        cfg: RouterConfig,
+        shared: Arc<Shared>,
+        uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
+        done_rx: mpsc::Receiver<u64>,
+    ) -> Result<Self, RouterError> {
+        let dir = cfg.data_dir.join("router");
+        let spool = dir.join("spool");
+        let _ = std::fs::remove_dir_all(&spool);
+        std::fs::create_dir_all(&spool).map_err(|source| RouterError::Io { path: spool.clone(), source })?;
+        let ledger = Ledger::open(&dir.join("ledger"))?;
+        let checkpoint = ledger.state.checkpoint;
+        shared.checkpoint.store(checkpoint, Ordering::Release);
+        let mut known: HashMap<Partition, Vec<KnownSeal>> = HashMap::new();
+        for (seal, done) in ledger.state.seals.values() {
+            let Some(p) = seal.partition() else {
+                return Err(RouterError::Ledger(format!("seal {} has unknown type {}", seal.id, seal.data_type)));
+            };
+            known.entry(p).or_default().push(KnownSeal { seal: seal.clone(), done: *done });
+        }
+        let reader = WalReader::open(cfg.data_dir.join("wal"), checkpoint)?;
+        Ok(Self {
+            cfg,
+            spool,
+            ledger,
+            reader,
+            shared,
+            open: HashMap::new(),
+            known,
+            rebuilding: HashMap::new(),
+            uploads,
+            done_rx,
+        })
+    }
+
+    /// Runs until input is closed and everything is sealed and uploaded (or
+    /// the shutdown timeout passes).
+    pub fn run(mut self) -> Result<(), RouterError> {
+        let mut shutdown_since: Option<Instant> = None;
+        loop {
+            let seen = self.shared.router_wake.generation();
+            self.collect_done()?;
+            let routed = self.route_some()?;
+            self.seal_expired()?;
+            self.advance_checkpoint()?;
+            let caught_up = self.reader.lsn() >= self.shared.committed();
+            if caught_up && self.shared.input_closed.load(Ordering::Acquire) {
+                let since = *shutdown_since.get_or_insert_with(Instant::now);
+                self.seal_all()?;
+                if self.ledger.state.min_pending_start().is_none() {
+                    tracing::info!("router: everything uploaded");
+                    return Ok(());
+                }
+                if since.elapsed() >= self.cfg.shutdown_timeout {
+                    tracing::warn!("router: shutdown timeout; pending files will upload at next start");
+                    return Ok(());
+                }
+            }
+            if routed == 0 {
+                self.shared.router_wake.wait_since(seen, self.sleep_for());
+            }
+        }
+    }
+
+    fn sleep_for(&self) -> Duration {
+        let oldest = self.open.values().map(|f| f.opened_at).min();
+        let until_seal = oldest.map_or(Duration::from_millis(500), |t| {
+            self.cfg.flush_interval.saturating_sub(t.elapsed())
+        });
+        until_seal.clamp(Duration::from_millis(1), Duration::from_millis(500))
+    }
+
+    /// Routes up to one turn of committed records.
+    fn route_some(&mut self) -> Result<usize, RouterError> {
+        let limit = self.shared.committed();
+        let mut n = 0;
+        while n < TURN_RECORDS {
+            let Some((lsn, payload)) = self.reader.next(limit)? else { break };
+            let payload = payload.to_vec();
+            match Record::decode(&payload) {
+                Ok(rec) => self.route(lsn, &rec)?,
+                Err(e) => {
+                    METRICS.wal_bad_records.inc();
+                    tracing::error!(lsn, error = %e, "router: skipping undecodable WAL record");
+                }
+            }
+            n += 1;
+        }
+        METRICS.router_records.add(n as u64);
+        Ok(n)
+    }
+
+    fn route(&mut self, lsn: u64, rec: &Record<'_>) -> Result<(), RouterError> {
+        let p = Partition::of(rec.data_type, rec.time_ms);
+        if let Some(seal) = self.known_seal(&p, lsn) {
+            return self.replay_into(seal, lsn, rec);
+        }
+        if let Some(file) = self.open.get_mut(&p) {
+            file.push(lsn, rec).map_err(self.spool_err())?;
+        } else {
+            if self.open.len() >= MAX_OPEN_FILES {
+                self.seal_oldest()?;
+            }
+            let id = self.ledger.next_id();
+            let file = FileBuilder::create(id, &self.spool, self.cfg.level, lsn, rec, p).map_err(self.spool_err())?;
+            self.open.insert(p, file);
+        }
+        let file = &self.open[&p];
+        if file.compressed_bytes() >= self.cfg.max_file_bytes || !p.data_type.is_hourly() {
+            self.seal(&p)?;
+        }
+        Ok(())
+    }
+
+    /// The pre-restart seal of partition `p` covering `lsn`, if any; drops
+    /// seals that the reader has passed.
+    fn known_seal(&mut self, p: &Partition, lsn: u64) -> Option<(Seal, bool)> {
+        let seals = self.known.get_mut(p)?;
+        seals.retain(|k| k.seal.end >= lsn);
+        let found = seals.iter().find(|k| k.seal.start <= lsn).map(|k| (k.seal.clone(), k.done));
+        if seals.is_empty() {
+            self.known.remove(p);
+        }
+        found
+    }
+
+    fn replay_into(&mut self, (seal, done): (Seal, bool), lsn: u64, rec: &Record<'_>) -> Result<(), RouterError> {
+        if done {
+            return Ok(());
+        }
+        let spool_err = self.spool_err();
+        match self.rebuilding.get_mut(&seal.id) {
+            Some(b) => b.push(lsn, rec).map_err(spool_err)?,
+            None => {
+                let p = Partition::of(rec.data_type, rec.time_ms);
+                let b = FileBuilder::create(seal.id, &self.spool, self.cfg.level, lsn, rec, p).map_err(spool_err)?;
+                self.rebuilding.insert(seal.id, b);
+            }
+        }
+        if lsn == seal.end {
+            let b = self.rebuilding.remove(&seal.id).expect("present");
+            let f = b.finish().map_err(self.spool_err())?;
+            let key = self.key_of(&f);
+            if key != seal.key || f.records != seal.records {
+                tracing::error!(seal = seal.id, expected = %seal.key, rebuilt = %key, "router: rebuilt file differs from its seal; uploading to the sealed key");
+            }
+            tracing::info!(key = %seal.key, records = f.records, "router: re-uploading file sealed before restart");
+            self.send_upload(seal.id, seal.key, f);
+        }
+        Ok(())
+    }
+
+    fn spool_err(&self) -> impl Fn(std::io::Error) -> RouterError {
+        let path = self.spool.clone();
+        move |source| RouterError::Io { path: path.clone(), source }
+    }
+
+    fn key_of(&self, f: &Finished) -> String {
+        object_key(&self.cfg.prefix, &f.partition, f.first_time_ms, f.hash, &self.cfg.worker)
+    }
+
+    /// Finishes the open file of `p`, records the seal, queues the upload.
+    fn seal(&mut self, p: &Partition) -> Result<(), RouterError> {
+        let Some(builder) = self.open.remove(p) else { return Ok(()) };
+        let f = builder.finish().map_err(self.spool_err())?;
+        let key = self.key_of(&f);
+        self.ledger.seal(Seal {
+            id: f.id,
+            data_type: p.data_type.name().to_string(),
+            hour: p.hour,
+            start: f.start,
+            end: f.end,
+            key: key.clone(),
+            records: f.records,
+        })?;
+        METRICS.files_sealed.inc();
+        self.send_upload(f.id, key, f);
+        Ok(())
+    }
+
+    fn send_upload(&self, id: u64, key: String, f: Finished) {
+        METRICS.pending_uploads.add(1);
+        let job = UploadJob { id, key, path: f.path, bytes: f.bytes, records: f.records };
+        // The receiver lives as long as the runtime; if it is gone the
+        // process is exiting and the seal is re-uploaded at next start.
+        let _ = self.uploads.send(job);
+    }
+
+    fn seal_expired(&mut self) -> Result<(), RouterError> {
+        let due: Vec<Partition> = self
+            .open
+            .iter()
+            .filter(|(_, f)| f.opened_at.elapsed() >= self.cfg.flush_interval)
+            .map(|(p, _)| *p)
+            .collect();
+        for p in due {
+            self.seal(&p)?;
+        }
+        Ok(())
+    }
+
+    fn seal_oldest(&mut self) -> Result<(), RouterError> {
+        let oldest = self.open.iter().min_by_key(|(_, f)| f.opened_at).map(|(p, _)| *p);
+        match oldest {
+            Some(p) => self.seal(&p),
+            None => Ok(()),
+        }
+    }
+
+    fn seal_all(&mut self) -> Result<(), RouterError> {
+        let all: Vec<Partition> = self.open.keys().copied().collect();
+        for p in all {
+            self.seal(&p)?;
+        }
+        Ok(())
+    }
+
+    fn collect_done(&mut self) -> Result<(), RouterError> {
+        let ids: Vec<u64> = self.done_rx.try_iter().collect();
+        if !ids.is_empty() {
+            self.ledger.done(&ids)?;
+        }
+        Ok(())
+    }
+
+    /// Moves the checkpoint to the lowest LSN still needed: the reader's
+    /// position, the start of an open or rebuilding file, or of a seal not
+    /// yet uploaded.
+    fn advance_checkpoint(&mut self) -> Result<(), RouterError> {
+        let low = [
+            Some(self.reader.lsn()),
+            self.open.values().map(|f| f.start).min(),
+            self.rebuilding.values().map(|f| f.start).min(),
+            self.ledger.state.min_pending_start(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .expect("reader position is always there");
+        METRICS.open_files.set(self.open.len() as u64);
+        if low > self.ledger.state.checkpoint {
+            self.ledger.checkpoint(low)?;
+            self.shared.checkpoint.store(low, Ordering::Release);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,112 @@
+//! Uploads sealed files, at most `concurrency` at a time, retrying each one
+//! forever with exponential backoff and jitter: a sealed file is never
+//! dropped. When a file is in the bucket its spool copy is deleted and its
+//! id is reported to the router, which then records it and may advance the
+//! checkpoint.
+
+use std::path::PathBuf;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use object_store::ObjectStore;
+use rand::Rng;
+use tokio::sync::Semaphore;
+
+use crate::metrics::METRICS;
+use crate::shared::Shared;
+use crate::sink::upload_file;
+
+/// A sealed file waiting for upload.
+#[derive(Debug)]
+pub struct UploadJob {
+    pub id: u64,
+    pub key: String,
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub records: u64,
+}
+
+/// Exponential backoff with full jitter: the n-th delay is uniform in
+/// `[base * 2^n / 2, base * 2^n]`, capped at `max`.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    base: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    pub fn new(base: Duration, max: Duration) -> Self {
+        Self { base, max, attempt: 0 }
+    }
+
+    /// The delay before the next retry.
+    pub fn next_delay(&mut self) -> Duration {
+        let exp = self.base.saturating_mul(1u32 << self.attempt.min(20)).min(self.max);
+        self.attempt = self.attempt.saturating_add(1);
+        let half = exp / 2;
+        half + rand::rng().random_range(Duration::ZERO..=half)
+    }
+}
+
+/// Receives jobs until the channel closes, uploading each with retries.
+pub async fn run_uploader(
+    store: Arc<dyn ObjectStore>,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<UploadJob>,
+    done: mpsc::Sender<u64>,
+    shared: Arc<Shared>,
+    concurrency: usize,
+) {
+    let slots = Arc::new(Semaphore::new(concurrency));
+    let mut tasks = tokio::task::JoinSet::new();
+    while let Some(job) = jobs.recv().await {
+        let permit = Arc::clone(&slots).acquire_owned().await.expect("semaphore never closed");
+        let (store, done, shared) = (Arc::clone(&store), done.clone(), Arc::clone(&shared));
+        tasks.spawn(async move {
+            upload_with_retry(store.as_ref(), &job).await;
+            let _ = tokio::fs::remove_file(&job.path).await;
+            METRICS.pending_uploads.sub(1);
+            let _ = done.send(job.id);
+            shared.router_wake.notify();
+            drop(permit);
+        });
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn upload_with_retry(store: &dyn ObjectStore, job: &UploadJob) {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    loop {
+        match upload_file(store, &job.key, &job.path).await {
+            Ok(()) => {
+                METRICS.files_uploaded.inc();
+                METRICS.uploaded_bytes.add(job.bytes);
+                METRICS.uploaded_records.add(job.records);
+                tracing::debug!(key = %job.key, bytes = job.bytes, records = job.records, "uploaded");
+                return;
+            }
+            Err(e) => {
+                METRICS.upload_errors.inc();
+                let delay = backoff.next_delay();
+                tracing::warn!(key = %job.key, error = %e, retry_in_ms = delay.as_millis() as u64, "upload failed; will retry");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_with_jitter_and_caps() {
+        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        let d: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
+        assert!(d[0] >= Duration::from_millis(50) && d[0] <= Duration::from_millis(100));
+        assert!(d[3] >= Duration::from_millis(400) && d[3] <= Duration::from_millis(800));
+        assert!(d.iter().all(|x| *x <= Duration::from_secs(2)));
+        assert!(d[9] >= Duration::from_secs(1));
+    }
+}

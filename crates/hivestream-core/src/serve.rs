@@ -1,0 +1,144 @@
+//! `hivestream serve`: wires the pieces together and runs them until the
+//! shutdown future resolves.
+//!
+//! Start-up: lock the data dir, open the WAL (cutting a torn tail), start the
+//! committer thread, the router thread (which replays from its checkpoint)
+//! and the uploader task, then listen. Shutdown: stop accepting and finish
+//! in-flight requests, let the committer drain, let the router seal every
+//! open file and wait for uploads (up to `shutdown_timeout`).
+
+use std::fs::{File, OpenOptions};
+use std::future::Future;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Arc};
+
+use hivestream_wal::{Wal, WalOptions};
+use thiserror::Error;
+
+use crate::config::Config;
+use crate::ingest::spawn_committer;
+use crate::keys::WorkerId;
+use crate::router::upload::run_uploader;
+use crate::router::{Router, RouterConfig, RouterError};
+use crate::server::{app, AppState};
+use crate::shared::Shared;
+use crate::sink::{build_store, SinkError};
+
+/// Why `serve` stopped with an error.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error("data directory {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("another hivestream process is using {0} (its LOCK file is held)")]
+    Locked(PathBuf),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error(transparent)]
+    Wal(#[from] hivestream_wal::WalError),
+    #[error(transparent)]
+    Router(#[from] RouterError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("worker id: {0}")]
+    WorkerId(String),
+}
+
+fn data_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
+    move |source| ServeError::DataDir { path: path.to_path_buf(), source }
+}
+
+/// Takes an exclusive lock on the data dir for the life of the process.
+fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
+    std::fs::create_dir_all(dir).map_err(data_err(dir))?;
+    let path = dir.join("LOCK");
+    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(data_err(&path))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::Locked(dir.to_path_buf())),
+        Err(std::fs::TryLockError::Error(e)) => Err(data_err(&path)(e)),
+    }
+}
+
+/// The configured worker id, or the one kept in the data dir (created on
+/// first start), so file names stay stable across restarts.
+fn worker_id(cfg: &Config) -> Result<WorkerId, ServeError> {
+    if let Some(id) = &cfg.worker_id {
+        return Ok(id.clone());
+    }
+    let path = cfg.data_dir.join("worker_id");
+    let mut text = String::new();
+    match File::open(&path) {
+        Ok(mut f) => {
+            f.read_to_string(&mut text).map_err(data_err(&path))?;
+            return WorkerId::parse(text.trim()).map_err(|e| ServeError::WorkerId(e.to_string()));
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(data_err(&path)(e)),
+    }
+    let id = format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, &id).map_err(data_err(&tmp))?;
+    File::open(&tmp).and_then(|f| f.sync_all()).map_err(data_err(&tmp))?;
+    std::fs::rename(&tmp, &path).map_err(data_err(&path))?;
+    Ok(WorkerId::parse(&id).expect("generated ids are valid"))
+}
+
+/// Runs the collector and router until `shutdown` resolves; prints
+/// `listening on ADDR` on stdout once the socket is bound.
+pub async fn serve(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    let _lock = lock_data_dir(&cfg.data_dir)?;
+    let worker = worker_id(&cfg)?;
+    let store = build_store(&cfg)?;
+    let (wal, recovery) = Wal::open(cfg.data_dir.join("wal"), WalOptions::default())?;
+    if recovery.truncated_bytes > 0 {
+        tracing::warn!(bytes = recovery.truncated_bytes, "WAL: cut a torn tail left by a crash (never acknowledged)");
+    }
+    let shared = Arc::new(Shared::default());
+    let (appender, committer) = spawn_committer(wal, Arc::clone(&shared), cfg.max_backlog_bytes);
+    let (upload_tx, upload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (done_tx, done_rx) = mpsc::channel();
+    let router_cfg = RouterConfig {
+        data_dir: cfg.data_dir.clone(),
+        prefix: cfg.prefix.clone(),
+        worker: worker.clone(),
+        flush_interval: cfg.flush_interval,
+        max_file_bytes: cfg.max_file_bytes,
+        level: cfg.compression_level,
+        shutdown_timeout: cfg.shutdown_timeout,
+    };
+    let router = Router::open(router_cfg, Arc::clone(&shared), upload_tx, done_rx)?;
+    let router = std::thread::Builder::new()
+        .name("router".into())
+        .spawn(move || router.run())
+        .expect("spawn router thread");
+    tokio::spawn(run_uploader(store, upload_rx, done_tx, Arc::clone(&shared), cfg.upload_concurrency));
+
+    let state = Arc::new(AppState {
+        appender,
+        shared: Arc::clone(&shared),
+        api_keys: cfg.api_keys.clone(),
+        max_body_bytes: cfg.max_body_bytes,
+        max_batch_items: cfg.max_batch_items,
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
+    tracing::info!(%addr, worker = worker.as_str(), sink = ?cfg.sink, prefix = %cfg.prefix, "hivestream serving");
+    println!("listening on {addr}");
+    let http = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await;
+    if let Err(e) = http {
+        tracing::error!(error = %e, "HTTP server error");
+    }
+    tracing::info!("stopped accepting requests; sealing and uploading");
+    let joined = tokio::task::spawn_blocking(move || {
+        let _ = committer.join();
+        router.join()
+    })
+    .await;
+    match joined {
+        Ok(Ok(result)) => result.map_err(ServeError::from),
+        _ => Err(RouterError::Ledger("router thread panicked".into()).into()),
+    }
+}

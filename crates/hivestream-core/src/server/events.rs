@@ -1,0 +1,156 @@
+//! `POST /v2.0/events` and `POST /v2.0/events/batch`.
+//!
+//! A batch is split into items first (a JSON array of raw values, or NDJSON
+//! lines); each item is validated on its own, the valid ones are appended to
+//! the WAL in one group, and the response lists every item's outcome. A bad
+//! item never drops a good one; if the WAL write itself fails, nothing of the
+//! request is acknowledged (503).
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use uuid::Uuid;
+
+use super::body::{media_type, read_body, MediaType};
+use super::AppState;
+use crate::api_error::{ApiError, ErrorBody, ErrorKind};
+use crate::clock::now_ms;
+use crate::event::{json_error, parse_event, UserRef, ValidEvent};
+use crate::ingest::{Batch, CommitError};
+use crate::metrics::METRICS;
+use crate::record::{DataType, Record};
+
+/// Maps a commit failure to the client's answer.
+pub fn commit_error(e: CommitError) -> ApiError {
+    match e {
+        CommitError::BacklogFull(_) => ApiError::unavailable("the local backlog is full", e.to_string(), 5),
+        CommitError::Io(_) => ApiError::unavailable("the event could not be stored", e.to_string(), 5),
+        CommitError::Closed => ApiError::unavailable("the server is shutting down", e.to_string(), 5),
+    }
+}
+
+/// Turns a valid event into its stored line; returns its id.
+fn encode(ev: &ValidEvent<'_>, time_ms: i64, line: &mut Vec<u8>) -> Result<Uuid, ApiError> {
+    let user = match &ev.user {
+        UserRef::Id(id) => *id,
+        UserRef::Aliases(_) => {
+            return Err(ApiError::field("aliases", "alias-only events need the identity service; send user_id"))
+        }
+    };
+    let event_id = Uuid::new_v4();
+    line.clear();
+    ev.write_line(&event_id, time_ms, &user, line);
+    Ok(event_id)
+}
+
+pub async fn create(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    match create_inner(&st, &headers, body).await {
+        Ok(line) => (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], line).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn create_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+    media_type(headers, false)?;
+    let body = read_body(headers, body, st.max_body_bytes).await?;
+    let ev = parse_event(&body).inspect_err(|_| METRICS.events_rejected.inc())?;
+    let time_ms = now_ms();
+    let mut line = Vec::with_capacity(body.len() + 160);
+    encode(&ev, time_ms, &mut line)?;
+    let mut batch = Batch::default();
+    batch.push(&Record { data_type: DataType::Events, time_ms, line: &line });
+    st.appender.append(batch).await.map_err(commit_error)?;
+    METRICS.events_accepted.inc();
+    Ok(line)
+}
+
+#[derive(Serialize)]
+struct ItemResult<'a> {
+    index: usize,
+    status: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<ErrorBody<'a>>,
+}
+
+#[derive(Serialize)]
+struct BatchResponse<'a> {
+    accepted: usize,
+    rejected: usize,
+    results: Vec<ItemResult<'a>>,
+}
+
+/// Splits a batch body into items.
+fn split_items<'a>(body: &'a [u8], media: MediaType) -> Result<Vec<&'a [u8]>, ApiError> {
+    match media {
+        MediaType::Json => {
+            let first = body.iter().find(|b| !b.is_ascii_whitespace());
+            if first != Some(&b'[') {
+                return Err(ApiError::new(ErrorKind::InvalidJson, "the body is not a JSON array", "body: expected a JSON array of events (or NDJSON with Content-Type: application/x-ndjson)"));
+            }
+            let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(json_error)?;
+            Ok(items.into_iter().map(|r| r.get().as_bytes()).collect())
+        }
+        MediaType::Ndjson => Ok(body
+            .split(|&b| b == b'\n')
+            .filter(|line| line.iter().any(|b| !b.is_ascii_whitespace()))
+            .collect()),
+    }
+}
+
+pub async fn batch(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
+    match batch_inner(&st, &headers, body).await {
+        Ok(json) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn batch_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
+    let media = media_type(headers, true)?;
+    let body = read_body(headers, body, st.max_body_bytes).await?;
+    let items = split_items(&body, media)?;
+    if items.is_empty() {
+        return Err(ApiError::new(ErrorKind::BadBatch, "the batch is empty", "body: send at least one event"));
+    }
+    if items.len() > st.max_batch_items {
+        let cause = format!("body: {} events; at most {} per batch", items.len(), st.max_batch_items);
+        return Err(ApiError::new(ErrorKind::BadBatch, "the batch has too many events", cause));
+    }
+    let time_ms = now_ms();
+    let mut batch = Batch::default();
+    let mut line = Vec::with_capacity(1024);
+    let mut outcomes: Vec<Result<Uuid, ApiError>> = Vec::with_capacity(items.len());
+    for item in &items {
+        let outcome = parse_event(item).and_then(|ev| encode(&ev, time_ms, &mut line));
+        if outcome.is_ok() {
+            batch.push(&Record { data_type: DataType::Events, time_ms, line: &line });
+        }
+        outcomes.push(outcome);
+    }
+    if !batch.is_empty() {
+        st.appender.append(batch).await.map_err(commit_error)?;
+    }
+    Ok(batch_response(&outcomes))
+}
+
+fn batch_response(outcomes: &[Result<Uuid, ApiError>]) -> Vec<u8> {
+    let results: Vec<ItemResult> = outcomes
+        .iter()
+        .enumerate()
+        .map(|(index, o)| match o {
+            Ok(id) => ItemResult { index, status: 201, event_id: Some(id.to_string()), error: None },
+            Err(e) => ItemResult { index, status: e.kind.http_status(), event_id: None, error: Some(e.body()) },
+        })
+        .collect();
+    let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
+    METRICS.events_accepted.add(accepted as u64);
+    METRICS.events_rejected.add((outcomes.len() - accepted) as u64);
+    let resp = BatchResponse { accepted, rejected: outcomes.len() - accepted, results };
+    serde_json::to_vec(&resp).expect("batch response serialises")
+}

@@ -1,0 +1,58 @@
+//! State shared between the committer thread, the router thread, the
+//! uploader and the HTTP handlers: a few atomics and a wake-up signal.
+//!
+//! Invariant: `checkpoint <= committed`; the committer only ever deletes WAL
+//! segments below `checkpoint`, which the router publishes after making it
+//! durable in its ledger.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::Duration;
+
+/// Wakes a sleeping thread; a `notify` before `wait` is not lost.
+#[derive(Default)]
+pub struct Signal {
+    generation: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl Signal {
+    pub fn notify(&self) {
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+        self.cond.notify_all();
+    }
+
+    /// The current generation, to pass to [`Signal::wait_since`].
+    pub fn generation(&self) -> u64 {
+        *self.generation.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sleeps until a notify after `seen` or until `timeout`.
+    pub fn wait_since(&self, seen: u64, timeout: Duration) {
+        let guard = self.generation.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self.cond.wait_timeout_while(guard, timeout, |g| *g == seen);
+    }
+}
+
+/// Progress counters shared across the pipeline.
+#[derive(Default)]
+pub struct Shared {
+    /// End LSN of the committed (fsync'd) WAL.
+    pub committed: AtomicU64,
+    /// Every record below this LSN is uploaded and durably checkpointed.
+    pub checkpoint: AtomicU64,
+    /// WAL bytes on disk (for the backlog limit and metrics).
+    pub wal_bytes: AtomicU64,
+    /// Set once the committer has stopped: no more records will come.
+    pub input_closed: AtomicBool,
+    /// Set while the backlog is over its limit.
+    pub backlog_full: AtomicBool,
+    /// Wakes the router (new commits, finished uploads, shutdown).
+    pub router_wake: Signal,
+}
+
+impl Shared {
+    pub fn committed(&self) -> u64 {
+        self.committed.load(Ordering::Acquire)
+    }
+}
