@@ -110,7 +110,11 @@ impl ApiError {
     }
 
     /// A 503 telling the client when to retry.
-    pub fn unavailable(message: impl Into<String>, cause: impl Into<String>, retry_after: u32) -> Self {
+    pub fn unavailable(
+        message: impl Into<String>,
+        cause: impl Into<String>,
+        retry_after: u32,
+    ) -> Self {
         Self {
             retry_after: Some(retry_after),
             ..Self::new(ErrorKind::Unavailable, message, cause)

@@ -114,7 +114,20 @@ mod tests {
             let c = civil(day * 86_400_000 + 13 * HOUR_MS);
             assert_eq!((c.year, c.month, c.day, c.hour), (y, m, d, 13), "day {day}");
             let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-            let len = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+            let len = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
             d += 1;
             if d > len[(m - 1) as usize] {
                 d = 1;

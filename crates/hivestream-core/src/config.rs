@@ -73,10 +73,27 @@ impl RawConfig {
     /// Returns `self` with every field that `other` sets replaced.
     pub fn overlay(mut self, other: RawConfig) -> Self {
         overlay_fields!(
-            self, other, listen, data_dir, sink, region, endpoint, access_key_id, secret_access_key,
-            session_token, profile, api_keys, worker_id, flush_interval, max_file_bytes,
-            max_backlog_bytes, max_body_bytes, max_batch_items, compression_level,
-            upload_concurrency, shutdown_timeout
+            self,
+            other,
+            listen,
+            data_dir,
+            sink,
+            region,
+            endpoint,
+            access_key_id,
+            secret_access_key,
+            session_token,
+            profile,
+            api_keys,
+            worker_id,
+            flush_interval,
+            max_file_bytes,
+            max_backlog_bytes,
+            max_body_bytes,
+            max_batch_items,
+            compression_level,
+            upload_concurrency,
+            shutdown_timeout
         );
         self
     }
@@ -148,7 +165,10 @@ pub enum ConfigError {
 }
 
 fn invalid(field: &'static str, why: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { field, why: why.into() }
+    ConfigError::Invalid {
+        field,
+        why: why.into(),
+    }
 }
 
 /// Parses `500ms`, `60s`, `5m`, `1h` or a bare number of seconds.
@@ -156,44 +176,75 @@ pub fn parse_duration(field: &'static str, s: &str) -> Result<Duration, ConfigEr
     let s = s.trim();
     let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     let (num, unit) = s.split_at(split);
-    let n: u64 = num.parse().map_err(|_| invalid(field, format!("{s:?} is not a duration like 60s")))?;
+    let n: u64 = num
+        .parse()
+        .map_err(|_| invalid(field, format!("{s:?} is not a duration like 60s")))?;
     let d = match unit {
         "ms" => Duration::from_millis(n),
         "" | "s" => Duration::from_secs(n),
         "m" => Duration::from_secs(n * 60),
         "h" => Duration::from_secs(n * 3600),
-        _ => return Err(invalid(field, format!("{s:?} has an unknown unit (use ms, s, m or h)"))),
+        _ => {
+            return Err(invalid(
+                field,
+                format!("{s:?} has an unknown unit (use ms, s, m or h)"),
+            ))
+        }
     };
     Ok(d)
 }
 
-fn parse_sink(raw: Option<&str>, data_dir: &std::path::Path) -> Result<(SinkTarget, String), ConfigError> {
+fn parse_sink(
+    raw: Option<&str>,
+    data_dir: &std::path::Path,
+) -> Result<(SinkTarget, String), ConfigError> {
     let Some(url) = raw else {
         return Ok((SinkTarget::Local(data_dir.join("bucket")), String::new()));
     };
     if let Some(path) = url.strip_prefix("file://") {
         if path.is_empty() {
-            return Err(invalid("sink", "file:// needs a directory, e.g. file://./bucket"));
+            return Err(invalid(
+                "sink",
+                "file:// needs a directory, e.g. file://./bucket",
+            ));
         }
         return Ok((SinkTarget::Local(PathBuf::from(path)), String::new()));
     }
     if url == "memory://" {
         return Ok((SinkTarget::Memory, String::new()));
     }
-    let rest = url
-        .strip_prefix("s3://")
-        .ok_or_else(|| invalid("sink", format!("{url:?} must start with s3://, file:// or be memory://")))?;
+    let rest = url.strip_prefix("s3://").ok_or_else(|| {
+        invalid(
+            "sink",
+            format!("{url:?} must start with s3://, file:// or be memory://"),
+        )
+    })?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
     let bucket_ok = (3..=63).contains(&bucket.len())
-        && bucket.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
+        && bucket
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.');
     if !bucket_ok {
-        return Err(invalid("sink", format!("{bucket:?} is not a valid S3 bucket name")));
+        return Err(invalid(
+            "sink",
+            format!("{bucket:?} is not a valid S3 bucket name"),
+        ));
     }
     let prefix = normalize_prefix(prefix)?;
-    Ok((SinkTarget::S3 { bucket: bucket.to_string() }, prefix))
+    Ok((
+        SinkTarget::S3 {
+            bucket: bucket.to_string(),
+        },
+        prefix,
+    ))
 }
 
-fn bounded<T: PartialOrd + std::fmt::Display + Copy>(field: &'static str, v: T, lo: T, hi: T) -> Result<T, ConfigError> {
+fn bounded<T: PartialOrd + std::fmt::Display + Copy>(
+    field: &'static str,
+    v: T,
+    lo: T,
+    hi: T,
+) -> Result<T, ConfigError> {
     if v < lo || v > hi {
         return Err(invalid(field, format!("{v} is outside {lo}..={hi}")));
     }
@@ -209,13 +260,24 @@ impl RawConfig {
             .unwrap_or("127.0.0.1:8080")
             .parse()
             .map_err(|_| invalid("listen", "expected an address like 127.0.0.1:8080"))?;
-        let data_dir = self.data_dir.unwrap_or_else(|| PathBuf::from("./hivestream-data"));
+        let data_dir = self
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("./hivestream-data"));
         let (sink, prefix) = parse_sink(self.sink.as_deref(), &data_dir)?;
-        let api_keys: Vec<Secret> = self.api_keys.unwrap_or_default().into_iter().filter(|k| !k.is_empty()).map(Secret).collect();
+        let api_keys: Vec<Secret> = self
+            .api_keys
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|k| !k.is_empty())
+            .map(Secret)
+            .collect();
         if api_keys.is_empty() && !listen.ip().is_loopback() {
             return Err(ConfigError::OpenWithoutKeys(listen));
         }
-        let flush_interval = parse_duration("flush_interval", self.flush_interval.as_deref().unwrap_or("60s"))?;
+        let flush_interval = parse_duration(
+            "flush_interval",
+            self.flush_interval.as_deref().unwrap_or("60s"),
+        )?;
         if flush_interval < Duration::from_millis(100) {
             return Err(invalid("flush_interval", "must be at least 100ms"));
         }
@@ -235,13 +297,46 @@ impl RawConfig {
             api_keys,
             worker_id: self.worker_id.as_deref().map(WorkerId::parse).transpose()?,
             flush_interval,
-            max_file_bytes: bounded("max_file_bytes", self.max_file_bytes.unwrap_or(64 << 20), 1024, 5 << 30)?,
-            max_backlog_bytes: bounded("max_backlog_bytes", self.max_backlog_bytes.unwrap_or(1 << 30), 1 << 20, u64::MAX)?,
-            max_body_bytes: bounded("max_body_bytes", self.max_body_bytes.unwrap_or(16 << 20), 1024, 256 << 20)?,
-            max_batch_items: bounded("max_batch_items", self.max_batch_items.unwrap_or(10_000), 1, 1_000_000)?,
-            compression_level: bounded("compression_level", self.compression_level.unwrap_or(6), 1, 9)?,
-            upload_concurrency: bounded("upload_concurrency", self.upload_concurrency.unwrap_or(4), 1, 64)?,
-            shutdown_timeout: parse_duration("shutdown_timeout", self.shutdown_timeout.as_deref().unwrap_or("30s"))?,
+            max_file_bytes: bounded(
+                "max_file_bytes",
+                self.max_file_bytes.unwrap_or(64 << 20),
+                1024,
+                5 << 30,
+            )?,
+            max_backlog_bytes: bounded(
+                "max_backlog_bytes",
+                self.max_backlog_bytes.unwrap_or(1 << 30),
+                1 << 20,
+                u64::MAX,
+            )?,
+            max_body_bytes: bounded(
+                "max_body_bytes",
+                self.max_body_bytes.unwrap_or(16 << 20),
+                1024,
+                256 << 20,
+            )?,
+            max_batch_items: bounded(
+                "max_batch_items",
+                self.max_batch_items.unwrap_or(10_000),
+                1,
+                1_000_000,
+            )?,
+            compression_level: bounded(
+                "compression_level",
+                self.compression_level.unwrap_or(6),
+                1,
+                9,
+            )?,
+            upload_concurrency: bounded(
+                "upload_concurrency",
+                self.upload_concurrency.unwrap_or(4),
+                1,
+                64,
+            )?,
+            shutdown_timeout: parse_duration(
+                "shutdown_timeout",
+                self.shutdown_timeout.as_deref().unwrap_or("30s"),
+            )?,
         })
     }
 }
@@ -254,19 +349,33 @@ mod tests {
     fn defaults_are_the_embedded_setup() {
         let c = RawConfig::default().validate().unwrap();
         assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(c.sink, SinkTarget::Local(PathBuf::from("./hivestream-data/bucket")));
+        assert_eq!(
+            c.sink,
+            SinkTarget::Local(PathBuf::from("./hivestream-data/bucket"))
+        );
         assert_eq!(c.flush_interval, Duration::from_secs(60));
         assert_eq!(c.max_file_bytes, 64 << 20);
     }
 
     #[test]
     fn s3_sink_with_prefix() {
-        let raw = RawConfig { sink: Some("s3://my-bucket/raw/events".into()), ..Default::default() };
+        let raw = RawConfig {
+            sink: Some("s3://my-bucket/raw/events".into()),
+            ..Default::default()
+        };
         let c = raw.validate().unwrap();
-        assert_eq!(c.sink, SinkTarget::S3 { bucket: "my-bucket".into() });
+        assert_eq!(
+            c.sink,
+            SinkTarget::S3 {
+                bucket: "my-bucket".into()
+            }
+        );
         assert_eq!(c.prefix, "raw/events/");
         for bad in ["s3://B", "s3://a/../x", "ftp://x", "s3://ab"] {
-            let raw = RawConfig { sink: Some(bad.into()), ..Default::default() };
+            let raw = RawConfig {
+                sink: Some(bad.into()),
+                ..Default::default()
+            };
             assert!(raw.validate().is_err(), "{bad}");
         }
     }
@@ -274,8 +383,12 @@ mod tests {
     #[test]
     fn toml_rejects_unknown_keys_and_overlays() {
         assert!(RawConfig::from_toml("nope = 1").is_err());
-        let file = RawConfig::from_toml("flush_interval = \"2s\"\nlisten = \"127.0.0.1:9\"").unwrap();
-        let cli = RawConfig { listen: Some("127.0.0.1:10".into()), ..Default::default() };
+        let file =
+            RawConfig::from_toml("flush_interval = \"2s\"\nlisten = \"127.0.0.1:9\"").unwrap();
+        let cli = RawConfig {
+            listen: Some("127.0.0.1:10".into()),
+            ..Default::default()
+        };
         let c = file.overlay(cli).validate().unwrap();
         assert_eq!(c.listen.port(), 10);
         assert_eq!(c.flush_interval, Duration::from_secs(2));
@@ -283,25 +396,47 @@ mod tests {
 
     #[test]
     fn open_listen_needs_keys() {
-        let raw = RawConfig { listen: Some("0.0.0.0:8080".into()), ..Default::default() };
-        assert!(matches!(raw.clone().validate(), Err(ConfigError::OpenWithoutKeys(_))));
-        let raw = RawConfig { api_keys: Some(vec!["k".into()]), ..raw };
+        let raw = RawConfig {
+            listen: Some("0.0.0.0:8080".into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            raw.clone().validate(),
+            Err(ConfigError::OpenWithoutKeys(_))
+        ));
+        let raw = RawConfig {
+            api_keys: Some(vec!["k".into()]),
+            ..raw
+        };
         assert!(raw.validate().is_ok());
     }
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("f", "500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(
+            parse_duration("f", "500ms").unwrap(),
+            Duration::from_millis(500)
+        );
         assert_eq!(parse_duration("f", "7").unwrap(), Duration::from_secs(7));
-        assert_eq!(parse_duration("f", "2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(
+            parse_duration("f", "2h").unwrap(),
+            Duration::from_secs(7200)
+        );
         assert!(parse_duration("f", "1d").is_err());
         assert!(parse_duration("f", "x").is_err());
     }
 
     #[test]
     fn secrets_do_not_debug_print() {
-        let raw = RawConfig { secret_access_key: Some("SUPERSECRET".into()), api_keys: Some(vec!["APIKEY1".into()]), ..Default::default() };
+        let raw = RawConfig {
+            secret_access_key: Some("SUPERSECRET".into()),
+            api_keys: Some(vec!["APIKEY1".into()]),
+            ..Default::default()
+        };
         let dbg = format!("{:?}", raw.validate().unwrap());
-        assert!(!dbg.contains("SUPERSECRET") && !dbg.contains("APIKEY1"), "{dbg}");
+        assert!(
+            !dbg.contains("SUPERSECRET") && !dbg.contains("APIKEY1"),
+            "{dbg}"
+        );
     }
 }

@@ -94,7 +94,10 @@ pub fn parse_event(body: &[u8]) -> Result<ValidEvent<'_>, ApiError> {
     Ok(ValidEvent {
         name,
         user,
-        session_id: raw.session_id.map(|r| parse_uuid(r, "session_id")).transpose()?,
+        session_id: raw
+            .session_id
+            .map(|r| parse_uuid(r, "session_id"))
+            .transpose()?,
         view_id: raw.view_id.map(|r| parse_uuid(r, "view_id")).transpose()?,
         segments: parse_array(raw.segments, "segments", "an integer")?,
         cohorts: parse_array(raw.cohorts, "cohorts", "a string")?,
@@ -108,18 +111,27 @@ pub(crate) fn json_error(e: serde_json::Error) -> ApiError {
     let msg = e.to_string();
     if e.is_data() {
         let cause = msg.split(" at line ").next().unwrap_or(&msg);
-        return ApiError::new(ErrorKind::Validation, "the request failed validation", cause);
+        return ApiError::new(
+            ErrorKind::Validation,
+            "the request failed validation",
+            cause,
+        );
     }
     ApiError::new(ErrorKind::InvalidJson, "the body is not valid JSON", msg)
 }
 
-fn required<T: DeserializeOwned>(raw: Option<&RawValue>, field: &str, what: &str) -> Result<T, ApiError> {
+fn required<T: DeserializeOwned>(
+    raw: Option<&RawValue>,
+    field: &str,
+    what: &str,
+) -> Result<T, ApiError> {
     let raw = raw.ok_or_else(|| ApiError::field(field, "required"))?;
     typed(raw, field, what)
 }
 
 fn typed<T: DeserializeOwned>(raw: &RawValue, field: &str, what: &str) -> Result<T, ApiError> {
-    serde_json::from_str(raw.get()).map_err(|_| ApiError::field(field, format!("expected {what}, got {}", preview(raw))))
+    serde_json::from_str(raw.get())
+        .map_err(|_| ApiError::field(field, format!("expected {what}, got {}", preview(raw))))
 }
 
 /// A short excerpt of a raw value for error messages.
@@ -137,17 +149,27 @@ fn check_name(name: &str) -> Result<(), ApiError> {
     if ok {
         Ok(())
     } else {
-        Err(ApiError::field("name", "must be 1 to 128 characters of a-z, A-Z, 0-9 and _"))
+        Err(ApiError::field(
+            "name",
+            "must be 1 to 128 characters of a-z, A-Z, 0-9 and _",
+        ))
     }
 }
 
 pub(crate) fn parse_uuid(raw: &RawValue, field: &str) -> Result<Uuid, ApiError> {
     let s: String = typed(raw, field, "a UUID string")?;
-    Uuid::try_parse(&s).map_err(|_| ApiError::field(field, format!("{} is not a UUID", preview(raw))))
+    Uuid::try_parse(&s)
+        .map_err(|_| ApiError::field(field, format!("{} is not a UUID", preview(raw))))
 }
 
-fn parse_array<T: DeserializeOwned>(raw: Option<&RawValue>, field: &str, what: &str) -> Result<Vec<T>, ApiError> {
-    let Some(raw) = raw else { return Ok(Vec::new()) };
+fn parse_array<T: DeserializeOwned>(
+    raw: Option<&RawValue>,
+    field: &str,
+    what: &str,
+) -> Result<Vec<T>, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(Vec::new());
+    };
     let items: Vec<&RawValue> = serde_json::from_str(raw.get())
         .map_err(|_| ApiError::field(field, format!("expected an array, got {}", preview(raw))))?;
     items
@@ -159,8 +181,12 @@ fn parse_array<T: DeserializeOwned>(raw: Option<&RawValue>, field: &str, what: &
 
 /// Parses a non-empty alias list.
 pub(crate) fn parse_aliases(raw: &RawValue) -> Result<Vec<Alias>, ApiError> {
-    let items: Vec<&RawValue> = serde_json::from_str(raw.get())
-        .map_err(|_| ApiError::field("aliases", format!("expected an array, got {}", preview(raw))))?;
+    let items: Vec<&RawValue> = serde_json::from_str(raw.get()).map_err(|_| {
+        ApiError::field(
+            "aliases",
+            format!("expected an array, got {}", preview(raw)),
+        )
+    })?;
     if items.is_empty() {
         return Err(ApiError::field("aliases", "must not be empty"));
     }
@@ -179,24 +205,39 @@ pub(crate) fn parse_aliases(raw: &RawValue) -> Result<Vec<Alias>, ApiError> {
 
 fn check_alias(alias: &Alias, field: &str) -> Result<(), ApiError> {
     if alias.tag.is_empty() || alias.tag.len() > 128 || alias.tag.chars().any(char::is_control) {
-        return Err(ApiError::field(&format!("{field}.tag"), "must be 1 to 128 characters, no control characters"));
+        return Err(ApiError::field(
+            &format!("{field}.tag"),
+            "must be 1 to 128 characters, no control characters",
+        ));
     }
     if alias.id.is_empty() || alias.id.len() > 1024 || alias.id.chars().any(char::is_control) {
-        return Err(ApiError::field(&format!("{field}.id"), "must be 1 to 1024 characters, no control characters"));
+        return Err(ApiError::field(
+            &format!("{field}.id"),
+            "must be 1 to 1024 characters, no control characters",
+        ));
     }
     if alias.priority < 0 {
-        return Err(ApiError::field(&format!("{field}.priority"), "must be 0 (highest) or more"));
+        return Err(ApiError::field(
+            &format!("{field}.priority"),
+            "must be 0 (highest) or more",
+        ));
     }
     Ok(())
 }
 
 fn check_properties(raw: &RawValue) -> Result<&RawValue, ApiError> {
     if !raw.get().starts_with('{') {
-        return Err(ApiError::field("properties", format!("expected an object, got {}", preview(raw))));
+        return Err(ApiError::field(
+            "properties",
+            format!("expected an object, got {}", preview(raw)),
+        ));
     }
     let (len, depth) = measure(raw.get());
     if depth > MAX_DEPTH {
-        return Err(ApiError::field("properties", format!("nested {depth} levels deep; at most {MAX_DEPTH}")));
+        return Err(ApiError::field(
+            "properties",
+            format!("nested {depth} levels deep; at most {MAX_DEPTH}"),
+        ));
     }
     if len > MAX_PROPERTIES_BYTES {
         return Err(ApiError::new(

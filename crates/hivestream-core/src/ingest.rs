@@ -47,7 +47,9 @@ impl Batch {
 
     fn payloads(&self) -> impl Iterator<Item = &[u8]> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts.zip(self.ends.iter().copied()).map(|(s, e)| &self.buf[s..e])
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(s, e)| &self.buf[s..e])
     }
 }
 
@@ -77,19 +79,33 @@ impl Appender {
     /// Makes `batch` durable; resolves once it is synced.
     pub async fn append(&self, batch: Batch) -> Result<(), CommitError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Request { batch, reply }).map_err(|_| CommitError::Closed)?;
+        self.tx
+            .send(Request { batch, reply })
+            .map_err(|_| CommitError::Closed)?;
         rx.await.unwrap_or(Err(CommitError::Closed))
     }
 }
 
 /// Starts the committer thread. It stops when every [`Appender`] is dropped,
 /// then marks input closed so the router can finish.
-pub fn spawn_committer(wal: Wal, shared: Arc<Shared>, max_backlog_bytes: u64) -> (Appender, JoinHandle<()>) {
+pub fn spawn_committer(
+    wal: Wal,
+    shared: Arc<Shared>,
+    max_backlog_bytes: u64,
+) -> (Appender, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel();
     shared.committed.store(wal.end_lsn(), Ordering::Release);
     let handle = std::thread::Builder::new()
         .name("wal-committer".into())
-        .spawn(move || Committer { wal, shared, rx, max_backlog_bytes }.run())
+        .spawn(move || {
+            Committer {
+                wal,
+                shared,
+                rx,
+                max_backlog_bytes,
+            }
+            .run()
+        })
         .expect("spawn committer thread");
     (Appender { tx }, handle)
 }
@@ -136,13 +152,18 @@ impl Committer {
         if staged.is_empty() {
             return;
         }
-        let result = self.wal.commit().map_err(|e| CommitError::Io(e.to_string()));
+        let result = self
+            .wal
+            .commit()
+            .map_err(|e| CommitError::Io(e.to_string()));
         match &result {
             Ok(end) => {
                 self.shared.committed.store(*end, Ordering::Release);
                 self.shared.router_wake.notify();
                 METRICS.wal_commits.inc();
-                METRICS.wal_records.add(staged.iter().map(|r| r.batch.len() as u64).sum());
+                METRICS
+                    .wal_records
+                    .add(staged.iter().map(|r| r.batch.len() as u64).sum());
                 METRICS.wal_bytes_written.add(bytes as u64);
             }
             Err(e) => {
@@ -165,8 +186,14 @@ impl Committer {
         }
         // Check every size first so that `append` cannot fail half-way
         // through a batch and leave part of it staged.
-        if let Some(bad) = batch.payloads().find(|p| p.is_empty() || p.len() > MAX_PAYLOAD_LEN) {
-            return Err(CommitError::Io(format!("record of {} bytes is too large for the WAL", bad.len())));
+        if let Some(bad) = batch
+            .payloads()
+            .find(|p| p.is_empty() || p.len() > MAX_PAYLOAD_LEN)
+        {
+            return Err(CommitError::Io(format!(
+                "record of {} bytes is too large for the WAL",
+                bad.len()
+            )));
         }
         for payload in batch.payloads() {
             self.wal.append(payload).expect("sizes checked above");

@@ -129,8 +129,17 @@ mod tests {
     #[test]
     fn segment_key_is_unpartitioned() {
         let p = Partition::of(DataType::Segment, 1_764_057_600_000);
-        let key = object_key("", &p, 1_764_057_600_000, u64::MAX, &WorkerId::parse("a").unwrap());
-        assert_eq!(key, "type=segment/1764057600000-ffffffffffffffff-a.jsonl.gz");
+        let key = object_key(
+            "",
+            &p,
+            1_764_057_600_000,
+            u64::MAX,
+            &WorkerId::parse("a").unwrap(),
+        );
+        assert_eq!(
+            key,
+            "type=segment/1764057600000-ffffffffffffffff-a.jsonl.gz"
+        );
     }
 
     #[test]

@@ -29,7 +29,10 @@ use crate::sink::{build_store, SinkError};
 #[derive(Debug, Error)]
 pub enum ServeError {
     #[error("data directory {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("another hivestream process is using {0} (its LOCK file is held)")]
     Locked(PathBuf),
     #[error(transparent)]
@@ -39,20 +42,31 @@ pub enum ServeError {
     #[error(transparent)]
     Router(#[from] RouterError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: std::net::SocketAddr, source: std::io::Error },
+    Listen {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
     #[error("worker id: {0}")]
     WorkerId(String),
 }
 
 fn data_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
-    move |source| ServeError::DataDir { path: path.to_path_buf(), source }
+    move |source| ServeError::DataDir {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Takes an exclusive lock on the data dir for the life of the process.
 fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
     std::fs::create_dir_all(dir).map_err(data_err(dir))?;
     let path = dir.join("LOCK");
-    let file = OpenOptions::new().create(true).truncate(false).write(true).open(&path).map_err(data_err(&path))?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(data_err(&path))?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::Locked(dir.to_path_buf())),
@@ -79,20 +93,28 @@ fn worker_id(cfg: &Config) -> Result<WorkerId, ServeError> {
     let id = format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, &id).map_err(data_err(&tmp))?;
-    File::open(&tmp).and_then(|f| f.sync_all()).map_err(data_err(&tmp))?;
+    File::open(&tmp)
+        .and_then(|f| f.sync_all())
+        .map_err(data_err(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(data_err(&path))?;
     Ok(WorkerId::parse(&id).expect("generated ids are valid"))
 }
 
 /// Runs the collector and router until `shutdown` resolves; prints
 /// `listening on ADDR` on stdout once the socket is bound.
-pub async fn serve(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+pub async fn serve(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
     let _lock = lock_data_dir(&cfg.data_dir)?;
     let worker = worker_id(&cfg)?;
     let store = build_store(&cfg)?;
     let (wal, recovery) = Wal::open(cfg.data_dir.join("wal"), WalOptions::default())?;
     if recovery.truncated_bytes > 0 {
-        tracing::warn!(bytes = recovery.truncated_bytes, "WAL: cut a torn tail left by a crash (never acknowledged)");
+        tracing::warn!(
+            bytes = recovery.truncated_bytes,
+            "WAL: cut a torn tail left by a crash (never acknowledged)"
+        );
     }
     let shared = Arc::new(Shared::default());
     let (appender, committer) = spawn_committer(wal, Arc::clone(&shared), cfg.max_backlog_bytes);
@@ -112,7 +134,13 @@ pub async fn serve(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'sta
         .name("router".into())
         .spawn(move || router.run())
         .expect("spawn router thread");
-    tokio::spawn(run_uploader(store, upload_rx, done_tx, Arc::clone(&shared), cfg.upload_concurrency));
+    tokio::spawn(run_uploader(
+        store,
+        upload_rx,
+        done_tx,
+        Arc::clone(&shared),
+        cfg.upload_concurrency,
+    ));
 
     let state = Arc::new(AppState {
         appender,
@@ -123,11 +151,19 @@ pub async fn serve(cfg: Config, shutdown: impl Future<Output = ()> + Send + 'sta
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Listen { addr: cfg.listen, source })?;
+        .map_err(|source| ServeError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
+        addr: cfg.listen,
+        source,
+    })?;
     tracing::info!(%addr, worker = worker.as_str(), sink = ?cfg.sink, prefix = %cfg.prefix, "hivestream serving");
     println!("listening on {addr}");
-    let http = axum::serve(listener, app(state)).with_graceful_shutdown(shutdown).await;
+    let http = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
     if let Err(e) = http {
         tracing::error!(error = %e, "HTTP server error");
     }

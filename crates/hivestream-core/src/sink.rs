@@ -29,7 +29,10 @@ pub const PART_BYTES: usize = 8 << 20;
 #[derive(Debug, Error)]
 pub enum SinkError {
     #[error("cannot create the local bucket directory {path}: {source}")]
-    LocalDir { path: PathBuf, source: std::io::Error },
+    LocalDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("invalid S3 settings: {0}")]
     S3(String),
 }
@@ -38,21 +41,34 @@ pub enum SinkError {
 pub fn build_store(cfg: &Config) -> Result<Arc<dyn ObjectStore>, SinkError> {
     match &cfg.sink {
         SinkTarget::Local(dir) => {
-            std::fs::create_dir_all(dir).map_err(|source| SinkError::LocalDir { path: dir.clone(), source })?;
-            let fs = LocalFileSystem::new_with_prefix(dir)
-                .map_err(|e| SinkError::LocalDir { path: dir.clone(), source: std::io::Error::other(e.to_string()) })?;
+            std::fs::create_dir_all(dir).map_err(|source| SinkError::LocalDir {
+                path: dir.clone(),
+                source,
+            })?;
+            let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| SinkError::LocalDir {
+                path: dir.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
             Ok(Arc::new(fs))
         }
         SinkTarget::Memory => Ok(Arc::new(InMemory::new())),
-        SinkTarget::S3 { bucket } => Ok(Arc::new(s3_builder(bucket, &cfg.s3).build().map_err(|e| SinkError::S3(e.to_string()))?)),
+        SinkTarget::S3 { bucket } => Ok(Arc::new(
+            s3_builder(bucket, &cfg.s3)
+                .build()
+                .map_err(|e| SinkError::S3(e.to_string()))?,
+        )),
     }
 }
 
 /// An S3 builder with every credential source applied in order.
 pub fn s3_builder(bucket: &str, s: &S3Settings) -> AmazonS3Builder {
     let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    let profile = s.profile.clone().or_else(|| std::env::var("AWS_PROFILE").ok());
-    let explicit_keys = s.access_key_id.is_some() || std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
+    let profile = s
+        .profile
+        .clone()
+        .or_else(|| std::env::var("AWS_PROFILE").ok());
+    let explicit_keys =
+        s.access_key_id.is_some() || std::env::var_os("AWS_ACCESS_KEY_ID").is_some();
     if let (Some(profile), false) = (&profile, explicit_keys) {
         if let Some(p) = read_profile(profile) {
             if let (Some(id), Some(secret)) = (p.access_key_id, p.secret_access_key) {
@@ -66,7 +82,10 @@ pub fn s3_builder(bucket: &str, s: &S3Settings) -> AmazonS3Builder {
             }
         }
     }
-    if std::env::var_os("AWS_REGION").is_none() && std::env::var_os("AWS_DEFAULT_REGION").is_none() && s.region.is_none() {
+    if std::env::var_os("AWS_REGION").is_none()
+        && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+        && s.region.is_none()
+    {
         b = b.with_region("us-east-1");
     }
     if let Some(region) = &s.region {
@@ -87,7 +106,11 @@ pub fn s3_builder(bucket: &str, s: &S3Settings) -> AmazonS3Builder {
     if let Some(token) = &s.session_token {
         b = b.with_token(&token.0);
     }
-    let retry = object_store::RetryConfig { max_retries: 2, retry_timeout: Duration::from_secs(30), ..Default::default() };
+    let retry = object_store::RetryConfig {
+        max_retries: 2,
+        retry_timeout: Duration::from_secs(30),
+        ..Default::default()
+    };
     b.with_retry(retry)
 }
 
@@ -108,11 +131,19 @@ fn aws_file(env: &str, name: &str) -> Option<PathBuf> {
 
 fn read_profile(name: &str) -> Option<Profile> {
     let mut p = Profile::default();
-    if let Some(text) = aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials").and_then(|f| std::fs::read_to_string(f).ok()) {
+    if let Some(text) = aws_file("AWS_SHARED_CREDENTIALS_FILE", "credentials")
+        .and_then(|f| std::fs::read_to_string(f).ok())
+    {
         ini_section(&text, name, &mut p);
     }
-    if let Some(text) = aws_file("AWS_CONFIG_FILE", "config").and_then(|f| std::fs::read_to_string(f).ok()) {
-        let section = if name == "default" { name.to_string() } else { format!("profile {name}") };
+    if let Some(text) =
+        aws_file("AWS_CONFIG_FILE", "config").and_then(|f| std::fs::read_to_string(f).ok())
+    {
+        let section = if name == "default" {
+            name.to_string()
+        } else {
+            format!("profile {name}")
+        };
         ini_section(&text, &section, &mut p);
     }
     Some(p)
@@ -126,7 +157,9 @@ fn ini_section(text: &str, section: &str, p: &mut Profile) {
             inside = name.trim() == section;
             continue;
         }
-        let Some((k, v)) = line.split_once('=').filter(|_| inside) else { continue };
+        let Some((k, v)) = line.split_once('=').filter(|_| inside) else {
+            continue;
+        };
         let v = Some(v.trim().to_string());
         let slot = match k.trim() {
             "aws_access_key_id" => &mut p.access_key_id,
@@ -144,14 +177,27 @@ fn ini_section(text: &str, section: &str, p: &mut Profile) {
 /// Uploads the file at `path` to `key`. Small files use a create-only PUT
 /// (`If-None-Match: *`): an object already at the key has the same content,
 /// because keys are derived from content, so "already exists" is success.
-pub async fn upload_file(store: &dyn ObjectStore, key: &str, path: &Path) -> Result<(), object_store::Error> {
+pub async fn upload_file(
+    store: &dyn ObjectStore,
+    key: &str,
+    path: &Path,
+) -> Result<(), object_store::Error> {
     let location = ObjectPath::parse(key)?;
-    let io = |e: std::io::Error| object_store::Error::Generic { store: "spool", source: Box::new(e) };
+    let io = |e: std::io::Error| object_store::Error::Generic {
+        store: "spool",
+        source: Box::new(e),
+    };
     let size = tokio::fs::metadata(path).await.map_err(io)?.len();
     if size <= PART_BYTES as u64 {
         let data = tokio::fs::read(path).await.map_err(io)?;
-        let opts = PutOptions { mode: PutMode::Create, ..Default::default() };
-        return match store.put_opts(&location, PutPayload::from(data), opts).await {
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        return match store
+            .put_opts(&location, PutPayload::from(data), opts)
+            .await
+        {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
             Err(e) => Err(e),
         };
@@ -159,15 +205,26 @@ pub async fn upload_file(store: &dyn ObjectStore, key: &str, path: &Path) -> Res
     upload_multipart(store, &location, path).await
 }
 
-async fn upload_multipart(store: &dyn ObjectStore, location: &ObjectPath, path: &Path) -> Result<(), object_store::Error> {
+async fn upload_multipart(
+    store: &dyn ObjectStore,
+    location: &ObjectPath,
+    path: &Path,
+) -> Result<(), object_store::Error> {
     use tokio::io::AsyncReadExt;
-    let io = |e: std::io::Error| object_store::Error::Generic { store: "spool", source: Box::new(e) };
+    let io = |e: std::io::Error| object_store::Error::Generic {
+        store: "spool",
+        source: Box::new(e),
+    };
     let mut file = tokio::fs::File::open(path).await.map_err(io)?;
     let mut upload = store.put_multipart(location).await?;
     let result: Result<(), object_store::Error> = async {
         loop {
             let mut part = Vec::with_capacity(PART_BYTES);
-            (&mut file).take(PART_BYTES as u64).read_to_end(&mut part).await.map_err(io)?;
+            (&mut file)
+                .take(PART_BYTES as u64)
+                .read_to_end(&mut part)
+                .await
+                .map_err(io)?;
             if part.is_empty() {
                 break;
             }
@@ -211,7 +268,13 @@ mod tests {
                 upload_file(store.as_ref(), &key, &src).await.unwrap();
                 // A second upload of the same content is success, not a duplicate.
                 upload_file(store.as_ref(), &key, &src).await.unwrap();
-                let got = store.get(&ObjectPath::parse(&key).unwrap()).await.unwrap().bytes().await.unwrap();
+                let got = store
+                    .get(&ObjectPath::parse(&key).unwrap())
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
                 assert_eq!(got.as_ref(), &data[..]);
             }
         }

@@ -61,7 +61,11 @@ pub enum WalError {
     Io { path: PathBuf, source: io::Error },
     /// A segment's header or a frame inside the committed range is damaged.
     #[error("WAL corrupt in {path} at lsn {lsn}: {reason}")]
-    Corrupt { path: PathBuf, lsn: Lsn, reason: String },
+    Corrupt {
+        path: PathBuf,
+        lsn: Lsn,
+        reason: String,
+    },
     /// A payload is empty or larger than [`MAX_PAYLOAD_LEN`].
     #[error("WAL payload of {0} bytes is outside 1..={MAX_PAYLOAD_LEN}")]
     PayloadSize(usize),
@@ -337,7 +341,12 @@ fn check_contiguous(dir: &Path, segments: &[Segment]) -> Result<(), WalError> {
                 pair[0].base + pair[0].len,
                 pair[1].base
             );
-            return Err(corrupt(dir, pair[0].base, pair[0].base + pair[0].len, &reason));
+            return Err(corrupt(
+                dir,
+                pair[0].base,
+                pair[0].base + pair[0].len,
+                &reason,
+            ));
         }
     }
     Ok(())

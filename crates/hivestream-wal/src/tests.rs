@@ -5,7 +5,7 @@
 
 use super::*;
 use proptest::prelude::*;
-use std::io::{Seek, SeekFrom, Write as _};
+use std::io::{Seek, SeekFrom};
 
 fn small() -> WalOptions {
     WalOptions { segment_bytes: 64 }
@@ -75,7 +75,10 @@ fn torn_tail_is_cut_on_open() {
     assert_eq!(wal.end_lsn(), end);
     wal.append(b"after").unwrap();
     let end = wal.commit().unwrap();
-    let got: Vec<_> = read_all(dir.path(), 0, end).into_iter().map(|x| x.1).collect();
+    let got: Vec<_> = read_all(dir.path(), 0, end)
+        .into_iter()
+        .map(|x| x.1)
+        .collect();
     assert_eq!(got, vec![b"kept".to_vec(), b"after".to_vec()]);
 }
 
@@ -113,7 +116,10 @@ fn damaged_committed_frame_is_reported_not_misread() {
     f.seek(SeekFrom::Start(HEADER_LEN + 8)).unwrap();
     f.write_all(b"X").unwrap();
     let mut reader = WalReader::open(dir.path(), 0).unwrap();
-    assert!(matches!(reader.next(end), Err(WalError::Corrupt { lsn: 0, .. })));
+    assert!(matches!(
+        reader.next(end),
+        Err(WalError::Corrupt { lsn: 0, .. })
+    ));
 }
 
 #[test]
@@ -131,7 +137,10 @@ enum Op {
     Commit,
     /// Crash while the staged frames were being written: only `keep` of
     /// their bytes reach the file, the last of them with `flip` xor'ed in.
-    TornCrash { keep: usize, flip: u8 },
+    TornCrash {
+        keep: usize,
+        flip: u8,
+    },
     Reopen,
     /// Truncate at the LSN of the n-th committed record (modulo count).
     Truncate(usize),
@@ -151,7 +160,11 @@ fn op() -> impl Strategy<Value = Op> {
 /// returns the bytes that reached it.
 fn tear(wal: &mut Wal, keep: usize, flip: u8) -> Vec<u8> {
     let staged = std::mem::take(&mut wal.staged);
-    let keep = if staged.is_empty() { 0 } else { keep % staged.len() };
+    let keep = if staged.is_empty() {
+        0
+    } else {
+        keep % staged.len()
+    };
     let mut torn = staged[..keep].to_vec();
     if let Some(last) = torn.last_mut() {
         *last ^= flip;

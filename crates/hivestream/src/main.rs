@@ -10,7 +10,11 @@ use clap::{Args, Parser, Subcommand};
 use hivestream_core::config::RawConfig;
 
 #[derive(Parser)]
-#[command(name = "hivestream", version, about = "First-party events to hourly gzip JSONL in your own S3 bucket, exactly once")]
+#[command(
+    name = "hivestream",
+    version,
+    about = "First-party events to hourly gzip JSONL in your own S3 bucket, exactly once"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -19,7 +23,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the collector and router (embedded default: ./hivestream-data, 127.0.0.1:8080).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the least-privilege IAM policy for a bucket and prefix.
     IamPolicy {
         #[arg(long)]
@@ -55,7 +59,12 @@ struct ServeArgs {
     #[arg(long, env = "HIVESTREAM_PROFILE")]
     profile: Option<String>,
     /// Accepted API keys (repeat, or comma-separated in HIVESTREAM_API_KEYS).
-    #[arg(long = "api-key", env = "HIVESTREAM_API_KEYS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "api-key",
+        env = "HIVESTREAM_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     api_keys: Option<Vec<String>>,
     #[arg(long, env = "HIVESTREAM_WORKER_ID")]
     worker_id: Option<String>,
@@ -79,10 +88,11 @@ struct ServeArgs {
 }
 
 impl ServeArgs {
-    fn into_raw(self) -> anyhow::Result<RawConfig> {
+    fn into_raw(self: Box<Self>) -> anyhow::Result<RawConfig> {
         let file = match &self.config {
             Some(path) => {
-                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
                 RawConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
             }
             None => RawConfig::default(),
@@ -125,7 +135,11 @@ async fn shutdown_signal() {
 
 fn iam_policy(bucket: &str, prefix: &str) -> String {
     let prefix = prefix.trim_matches('/');
-    let objects = if prefix.is_empty() { format!("arn:aws:s3:::{bucket}/*") } else { format!("arn:aws:s3:::{bucket}/{prefix}/*") };
+    let objects = if prefix.is_empty() {
+        format!("arn:aws:s3:::{bucket}/*")
+    } else {
+        format!("arn:aws:s3:::{bucket}/{prefix}/*")
+    };
     let policy = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [
@@ -139,7 +153,8 @@ fn iam_policy(bucket: &str, prefix: &str) -> String {
 fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HIVESTREAM_LOG").unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_env("HIVESTREAM_LOG")
+                .unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -151,7 +166,9 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Serve(args) => {
             let cfg = args.into_raw()?.validate()?;
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(hivestream_core::serve::serve(cfg, shutdown_signal()))?;
             Ok(())
         }

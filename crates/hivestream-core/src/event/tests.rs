@@ -19,7 +19,10 @@ fn err(body: &str) -> ApiError {
 
 #[test]
 fn minimal_event_line() {
-    let body = format!(r#"{{"name":"Pageview","user_id":"{}"}}"#, UID.to_uppercase());
+    let body = format!(
+        r#"{{"name":"Pageview","user_id":"{}"}}"#,
+        UID.to_uppercase()
+    );
     let ev = ok(&body);
     let mut line = Vec::new();
     let user = match ev.user {
@@ -53,8 +56,21 @@ fn full_event_keeps_properties_and_minifies_them() {
     sorted.sort();
     // serde_json's map is sorted; check the raw order instead.
     let text = String::from_utf8(line).unwrap();
-    let order = ["event_id", "time", "name", "user_id", "session_id", "view_id", "segments", "cohorts", "properties"];
-    let positions: Vec<_> = order.iter().map(|k| text.find(&format!("\"{k}\":")).unwrap()).collect();
+    let order = [
+        "event_id",
+        "time",
+        "name",
+        "user_id",
+        "session_id",
+        "view_id",
+        "segments",
+        "cohorts",
+        "properties",
+    ];
+    let positions: Vec<_> = order
+        .iter()
+        .map(|k| text.find(&format!("\"{k}\":")).unwrap())
+        .collect();
     assert!(positions.windows(2).all(|w| w[0] < w[1]), "{text}");
     assert_eq!(sorted.len(), 9);
 }
@@ -65,26 +81,78 @@ fn rejections_name_the_field() {
         (r#"[]"#.to_string(), "body"),
         (r#"{"name":"x"}"#.to_string(), "user_id: required"),
         (format!(r#"{{"user_id":"{UID}"}}"#), "name: required"),
-        (format!(r#"{{"name":"a b","user_id":"{UID}"}}"#), "name: must be"),
-        (format!(r#"{{"name":"{}","user_id":"{UID}"}}"#, "a".repeat(129)), "name: must be"),
-        (format!(r#"{{"name":"","user_id":"{UID}"}}"#), "name: must be"),
-        (format!(r#"{{"name":5,"user_id":"{UID}"}}"#), "name: expected a string"),
-        (r#"{"name":"x","user_id":"nope"}"#.to_string(), "user_id: \"nope\" is not a UUID"),
-        (format!(r#"{{"name":"x","user_id":"{UID}","session_id":7}}"#), "session_id: expected a UUID"),
-        (format!(r#"{{"name":"x","user_id":"{UID}","segments":[1,1.5]}}"#), "segments[1]: expected an integer, got 1.5"),
-        (format!(r#"{{"name":"x","user_id":"{UID}","segments":{{}}}}"#), "segments: expected an array"),
-        (format!(r#"{{"name":"x","user_id":"{UID}","cohorts":[1]}}"#), "cohorts[0]: expected a string"),
-        (format!(r#"{{"name":"x","user_id":"{UID}","properties":[]}}"#), "properties: expected an object"),
-        (format!(r#"{{"name":"x","user_id":"{UID}","extra":1}}"#), "unknown field `extra`"),
-        (format!(r#"{{"name":"x","user_id":"{UID}","time":"2020"}}"#), "unknown field `time`"),
-        (format!(r#"{{"name":"x","name":"y","user_id":"{UID}"}}"#), "duplicate field `name`"),
-        (r#"{"name":"x","aliases":[]}"#.to_string(), "aliases: must not be empty"),
-        (r#"{"name":"x","aliases":[{"tag":"t","id":"i"}]}"#.to_string(), "aliases[0]: missing field `priority`"),
-        (r#"{"name":"x","aliases":[{"priority":0,"tag":"","id":"i"}]}"#.to_string(), "aliases[0].tag"),
+        (
+            format!(r#"{{"name":"a b","user_id":"{UID}"}}"#),
+            "name: must be",
+        ),
+        (
+            format!(r#"{{"name":"{}","user_id":"{UID}"}}"#, "a".repeat(129)),
+            "name: must be",
+        ),
+        (
+            format!(r#"{{"name":"","user_id":"{UID}"}}"#),
+            "name: must be",
+        ),
+        (
+            format!(r#"{{"name":5,"user_id":"{UID}"}}"#),
+            "name: expected a string",
+        ),
+        (
+            r#"{"name":"x","user_id":"nope"}"#.to_string(),
+            "user_id: \"nope\" is not a UUID",
+        ),
+        (
+            format!(r#"{{"name":"x","user_id":"{UID}","session_id":7}}"#),
+            "session_id: expected a UUID",
+        ),
+        (
+            format!(r#"{{"name":"x","user_id":"{UID}","segments":[1,1.5]}}"#),
+            "segments[1]: expected an integer, got 1.5",
+        ),
+        (
+            format!(r#"{{"name":"x","user_id":"{UID}","segments":{{}}}}"#),
+            "segments: expected an array",
+        ),
+        (
+            format!(r#"{{"name":"x","user_id":"{UID}","cohorts":[1]}}"#),
+            "cohorts[0]: expected a string",
+        ),
+        (
+            format!(r#"{{"name":"x","user_id":"{UID}","properties":[]}}"#),
+            "properties: expected an object",
+        ),
+        (
+            format!(r#"{{"name":"x","user_id":"{UID}","extra":1}}"#),
+            "unknown field `extra`",
+        ),
+        (
+            format!(r#"{{"name":"x","user_id":"{UID}","time":"2020"}}"#),
+            "unknown field `time`",
+        ),
+        (
+            format!(r#"{{"name":"x","name":"y","user_id":"{UID}"}}"#),
+            "duplicate field `name`",
+        ),
+        (
+            r#"{"name":"x","aliases":[]}"#.to_string(),
+            "aliases: must not be empty",
+        ),
+        (
+            r#"{"name":"x","aliases":[{"tag":"t","id":"i"}]}"#.to_string(),
+            "aliases[0]: missing field `priority`",
+        ),
+        (
+            r#"{"name":"x","aliases":[{"priority":0,"tag":"","id":"i"}]}"#.to_string(),
+            "aliases[0].tag",
+        ),
     ];
     for (body, cause) in cases {
         let e = err(&body);
-        assert!(e.cause.contains(cause), "{body}: {:?} does not contain {cause:?}", e.cause);
+        assert!(
+            e.cause.contains(cause),
+            "{body}: {:?} does not contain {cause:?}",
+            e.cause
+        );
         assert_eq!(e.kind.http_status(), 400, "{body}");
     }
 }
@@ -94,25 +162,42 @@ fn malformed_json_is_invalid_json() {
     for body in ["{", "{\"name\":}", "{\"name\":\"\u{0}\"}", "{} trailing"] {
         assert_eq!(err(body).kind, ErrorKind::InvalidJson, "{body:?}");
     }
-    assert_eq!(parse_event(b"{\"name\":\"\xff\"}").unwrap_err().kind, ErrorKind::InvalidJson);
+    assert_eq!(
+        parse_event(b"{\"name\":\"\xff\"}").unwrap_err().kind,
+        ErrorKind::InvalidJson
+    );
 }
 
 #[test]
 fn deep_nesting_is_rejected_without_overflow() {
-    let deep = format!(r#"{{"name":"x","user_id":"{UID}","properties":{{"a":{}1{}}}}}"#, "[".repeat(100_000), "]".repeat(100_000));
+    let deep = format!(
+        r#"{{"name":"x","user_id":"{UID}","properties":{{"a":{}1{}}}}}"#,
+        "[".repeat(100_000),
+        "]".repeat(100_000)
+    );
     let e = err(&deep);
     assert_eq!(e.kind, ErrorKind::Validation);
     assert!(e.cause.starts_with("properties: nested"), "{}", e.cause);
-    let ok_depth = format!(r#"{{"name":"x","user_id":"{UID}","properties":{{"a":{}1{}}}}}"#, "[".repeat(MAX_DEPTH - 1), "]".repeat(MAX_DEPTH - 1));
+    let ok_depth = format!(
+        r#"{{"name":"x","user_id":"{UID}","properties":{{"a":{}1{}}}}}"#,
+        "[".repeat(MAX_DEPTH - 1),
+        "]".repeat(MAX_DEPTH - 1)
+    );
     ok(&ok_depth);
 }
 
 #[test]
 fn oversize_properties_are_413() {
-    let big = format!(r#"{{"name":"x","user_id":"{UID}","properties":{{"a":"{}"}}}}"#, "x".repeat(MAX_PROPERTIES_BYTES));
+    let big = format!(
+        r#"{{"name":"x","user_id":"{UID}","properties":{{"a":"{}"}}}}"#,
+        "x".repeat(MAX_PROPERTIES_BYTES)
+    );
     assert_eq!(err(&big).kind, ErrorKind::TooLarge);
     // Whitespace does not count towards the limit.
-    let padded = format!(r#"{{"name":"x","user_id":"{UID}","properties":{{"a":1{}}}}}"#, " ".repeat(MAX_PROPERTIES_BYTES));
+    let padded = format!(
+        r#"{{"name":"x","user_id":"{UID}","properties":{{"a":1{}}}}}"#,
+        " ".repeat(MAX_PROPERTIES_BYTES)
+    );
     ok(&padded);
 }
 
@@ -121,7 +206,11 @@ fn aliases_only_event() {
     let ev = ok(r#"{"name":"x","aliases":[{"priority":1,"tag":"email","id":"a@b"}]}"#);
     assert_eq!(
         ev.user,
-        UserRef::Aliases(vec![Alias { priority: 1, tag: "email".into(), id: "a@b".into() }])
+        UserRef::Aliases(vec![Alias {
+            priority: 1,
+            tag: "email".into(),
+            id: "a@b".into()
+        }])
     );
 }
 

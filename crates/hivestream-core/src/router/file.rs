@@ -76,7 +76,13 @@ impl FileBuilder {
     ) -> std::io::Result<Self> {
         let path = spool.join(format!("{id:020}.jsonl.gz"));
         let out = BufWriter::with_capacity(64 << 10, File::create(&path)?);
-        let gz = GzEncoder::new(Counting { inner: out, bytes: 0 }, Compression::new(level));
+        let gz = GzEncoder::new(
+            Counting {
+                inner: out,
+                bytes: 0,
+            },
+            Compression::new(level),
+        );
         let mut builder = Self {
             id,
             partition,
@@ -137,7 +143,11 @@ mod tests {
     fn build(dir: &Path, id: u64, lines: &[&str]) -> Finished {
         let recs: Vec<Record> = lines
             .iter()
-            .map(|l| Record { data_type: DataType::Events, time_ms: 7, line: l.as_bytes() })
+            .map(|l| Record {
+                data_type: DataType::Events,
+                time_ms: 7,
+                line: l.as_bytes(),
+            })
             .collect();
         let p = Partition::of(DataType::Events, 7);
         let mut b = FileBuilder::create(id, dir, 6, 100, &recs[0], p).unwrap();
@@ -153,12 +163,20 @@ mod tests {
         let a = build(dir.path(), 1, &["{\"a\":1}", "{\"b\":2}"]);
         let b = build(dir.path(), 2, &["{\"a\":1}", "{\"b\":2}"]);
         assert_eq!(a.hash, b.hash);
-        assert_eq!(std::fs::read(&a.path).unwrap(), std::fs::read(&b.path).unwrap());
-        assert_eq!((a.start, a.end, a.records, a.first_time_ms), (100, 101, 2, 7));
+        assert_eq!(
+            std::fs::read(&a.path).unwrap(),
+            std::fs::read(&b.path).unwrap()
+        );
+        assert_eq!(
+            (a.start, a.end, a.records, a.first_time_ms),
+            (100, 101, 2, 7)
+        );
         let c = build(dir.path(), 3, &["{\"a\":1}"]);
         assert_ne!(a.hash, c.hash);
         let mut text = String::new();
-        flate2::read::GzDecoder::new(File::open(&a.path).unwrap()).read_to_string(&mut text).unwrap();
+        flate2::read::GzDecoder::new(File::open(&a.path).unwrap())
+            .read_to_string(&mut text)
+            .unwrap();
         assert_eq!(text, "{\"a\":1}\n{\"b\":2}\n");
         assert_eq!(a.bytes, std::fs::metadata(&a.path).unwrap().len());
     }

@@ -46,8 +46,13 @@ pub struct Seal {
 
 impl Seal {
     pub fn partition(&self) -> Option<Partition> {
-        let data_type = DataType::ALL.into_iter().find(|t| t.name() == self.data_type)?;
-        Some(Partition { data_type, hour: self.hour })
+        let data_type = DataType::ALL
+            .into_iter()
+            .find(|t| t.name() == self.data_type)?;
+        Some(Partition {
+            data_type,
+            hour: self.hour,
+        })
     }
 }
 
@@ -89,7 +94,11 @@ impl LedgerState {
 
     /// Lowest start LSN of a seal not yet uploaded.
     pub fn min_pending_start(&self) -> Option<u64> {
-        self.seals.values().filter(|(_, done)| !done).map(|(s, _)| s.start).min()
+        self.seals
+            .values()
+            .filter(|(_, done)| !done)
+            .map(|(s, _)| s.start)
+            .min()
     }
 }
 
@@ -103,7 +112,10 @@ pub struct Ledger {
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RouterError + '_ {
-    move |source| RouterError::Io { path: path.to_path_buf(), source }
+    move |source| RouterError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 impl Ledger {
@@ -117,17 +129,30 @@ impl Ledger {
         let mut state = LedgerState::default();
         let mut pos = 0;
         while let Ok(Some((payload, used))) = decode_frame(&data[pos..]) {
-            let entry: Entry = serde_json::from_slice(payload)
-                .map_err(|e| RouterError::Ledger(format!("{}: entry at byte {pos}: {e}", path.display())))?;
+            let entry: Entry = serde_json::from_slice(payload).map_err(|e| {
+                RouterError::Ledger(format!("{}: entry at byte {pos}: {e}", path.display()))
+            })?;
             state.apply(entry);
             pos += used;
         }
-        let file = OpenOptions::new().create(true).append(true).open(path).map_err(io(path))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(io(path))?;
         if pos < data.len() {
             tracing::warn!(path = %path.display(), cut = data.len() - pos, "ledger: cutting torn tail");
-            file.set_len(pos as u64).and_then(|()| file.sync_all()).map_err(io(path))?;
+            file.set_len(pos as u64)
+                .and_then(|()| file.sync_all())
+                .map_err(io(path))?;
         }
-        Ok(Self { path: path.to_path_buf(), file, size: pos as u64, state, buf: Vec::new() })
+        Ok(Self {
+            path: path.to_path_buf(),
+            file,
+            size: pos as u64,
+            state,
+            buf: Vec::new(),
+        })
     }
 
     fn stage(&mut self, entry: &Entry) {
@@ -172,7 +197,10 @@ impl Ledger {
 
     /// Records a checkpoint durably; compacts when the file is large.
     pub fn checkpoint(&mut self, lsn: u64) -> Result<(), RouterError> {
-        let entry = Entry::Checkpoint { lsn, next_id: self.state.next_id };
+        let entry = Entry::Checkpoint {
+            lsn,
+            next_id: self.state.next_id,
+        };
         self.stage(&entry);
         self.write(true)?;
         self.state.apply(entry);
@@ -192,20 +220,36 @@ impl Ledger {
     fn compact(&mut self) -> Result<(), RouterError> {
         let tmp = self.path.with_extension("tmp");
         let mut buf = Vec::new();
-        let cp = Entry::Checkpoint { lsn: self.state.checkpoint, next_id: self.state.next_id };
+        let cp = Entry::Checkpoint {
+            lsn: self.state.checkpoint,
+            next_id: self.state.next_id,
+        };
         encode_frame(&serde_json::to_vec(&cp).expect("serialises"), &mut buf);
         for (seal, done) in self.state.seals.values() {
-            encode_frame(&serde_json::to_vec(&Entry::Seal(seal.clone())).expect("serialises"), &mut buf);
+            encode_frame(
+                &serde_json::to_vec(&Entry::Seal(seal.clone())).expect("serialises"),
+                &mut buf,
+            );
             if *done {
-                encode_frame(&serde_json::to_vec(&Entry::Done(seal.id)).expect("serialises"), &mut buf);
+                encode_frame(
+                    &serde_json::to_vec(&Entry::Done(seal.id)).expect("serialises"),
+                    &mut buf,
+                );
             }
         }
         let mut f = File::create(&tmp).map_err(io(&tmp))?;
-        f.write_all(&buf).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
+        f.write_all(&buf)
+            .and_then(|()| f.sync_all())
+            .map_err(io(&tmp))?;
         fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
-        File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))?;
-        self.file = OpenOptions::new().append(true).open(&self.path).map_err(io(&self.path))?;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
+        self.file = OpenOptions::new()
+            .append(true)
+            .open(&self.path)
+            .map_err(io(&self.path))?;
         self.size = buf.len() as u64;
         Ok(())
     }
@@ -216,7 +260,15 @@ mod tests {
     use super::*;
 
     fn seal(id: u64, start: u64, end: u64) -> Seal {
-        Seal { id, data_type: "events".into(), hour: Some(5), start, end, key: format!("k{id}"), records: 1 }
+        Seal {
+            id,
+            data_type: "events".into(),
+            hour: Some(5),
+            start,
+            end,
+            key: format!("k{id}"),
+            records: 1,
+        }
     }
 
     #[test]
@@ -229,7 +281,10 @@ mod tests {
         l.seal(seal(2, 30, 40)).unwrap();
         l.done(&[0, 1]).unwrap();
         l.checkpoint(15).unwrap();
-        assert_eq!(l.state.seals.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+        assert_eq!(
+            l.state.seals.keys().copied().collect::<Vec<_>>(),
+            vec![1, 2]
+        );
         l.compact().unwrap();
         drop(l);
         let l = Ledger::open(&path).unwrap();

@@ -45,7 +45,10 @@ const TURN_RECORDS: usize = 4096;
 #[derive(Debug, Error)]
 pub enum RouterError {
     #[error("router I/O error on {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Wal(#[from] WalError),
     #[error("ledger: {0}")]
@@ -96,16 +99,25 @@ impl Router {
         let dir = cfg.data_dir.join("router");
         let spool = dir.join("spool");
         let _ = std::fs::remove_dir_all(&spool);
-        std::fs::create_dir_all(&spool).map_err(|source| RouterError::Io { path: spool.clone(), source })?;
+        std::fs::create_dir_all(&spool).map_err(|source| RouterError::Io {
+            path: spool.clone(),
+            source,
+        })?;
         let ledger = Ledger::open(&dir.join("ledger"))?;
         let checkpoint = ledger.state.checkpoint;
         shared.checkpoint.store(checkpoint, Ordering::Release);
         let mut known: HashMap<Partition, Vec<KnownSeal>> = HashMap::new();
         for (seal, done) in ledger.state.seals.values() {
             let Some(p) = seal.partition() else {
-                return Err(RouterError::Ledger(format!("seal {} has unknown type {}", seal.id, seal.data_type)));
+                return Err(RouterError::Ledger(format!(
+                    "seal {} has unknown type {}",
+                    seal.id, seal.data_type
+                )));
             };
-            known.entry(p).or_default().push(KnownSeal { seal: seal.clone(), done: *done });
+            known.entry(p).or_default().push(KnownSeal {
+                seal: seal.clone(),
+                done: *done,
+            });
         }
         let reader = WalReader::open(cfg.data_dir.join("wal"), checkpoint)?;
         Ok(Self {
@@ -141,7 +153,9 @@ impl Router {
                     return Ok(());
                 }
                 if since.elapsed() >= self.cfg.shutdown_timeout {
-                    tracing::warn!("router: shutdown timeout; pending files will upload at next start");
+                    tracing::warn!(
+                        "router: shutdown timeout; pending files will upload at next start"
+                    );
                     return Ok(());
                 }
             }
@@ -164,7 +178,9 @@ impl Router {
         let limit = self.shared.committed();
         let mut n = 0;
         while n < TURN_RECORDS {
-            let Some((lsn, payload)) = self.reader.next(limit)? else { break };
+            let Some((lsn, payload)) = self.reader.next(limit)? else {
+                break;
+            };
             let payload = payload.to_vec();
             match Record::decode(&payload) {
                 Ok(rec) => self.route(lsn, &rec)?,
@@ -191,7 +207,8 @@ impl Router {
                 self.seal_oldest()?;
             }
             let id = self.ledger.next_id();
-            let file = FileBuilder::create(id, &self.spool, self.cfg.level, lsn, rec, p).map_err(self.spool_err())?;
+            let file = FileBuilder::create(id, &self.spool, self.cfg.level, lsn, rec, p)
+                .map_err(self.spool_err())?;
             self.open.insert(p, file);
         }
         let file = &self.open[&p];
@@ -206,14 +223,22 @@ impl Router {
     fn known_seal(&mut self, p: &Partition, lsn: u64) -> Option<(Seal, bool)> {
         let seals = self.known.get_mut(p)?;
         seals.retain(|k| k.seal.end >= lsn);
-        let found = seals.iter().find(|k| k.seal.start <= lsn).map(|k| (k.seal.clone(), k.done));
+        let found = seals
+            .iter()
+            .find(|k| k.seal.start <= lsn)
+            .map(|k| (k.seal.clone(), k.done));
         if seals.is_empty() {
             self.known.remove(p);
         }
         found
     }
 
-    fn replay_into(&mut self, (seal, done): (Seal, bool), lsn: u64, rec: &Record<'_>) -> Result<(), RouterError> {
+    fn replay_into(
+        &mut self,
+        (seal, done): (Seal, bool),
+        lsn: u64,
+        rec: &Record<'_>,
+    ) -> Result<(), RouterError> {
         if done {
             return Ok(());
         }
@@ -222,7 +247,8 @@ impl Router {
             Some(b) => b.push(lsn, rec).map_err(spool_err)?,
             None => {
                 let p = Partition::of(rec.data_type, rec.time_ms);
-                let b = FileBuilder::create(seal.id, &self.spool, self.cfg.level, lsn, rec, p).map_err(spool_err)?;
+                let b = FileBuilder::create(seal.id, &self.spool, self.cfg.level, lsn, rec, p)
+                    .map_err(spool_err)?;
                 self.rebuilding.insert(seal.id, b);
             }
         }
@@ -241,16 +267,27 @@ impl Router {
 
     fn spool_err(&self) -> impl Fn(std::io::Error) -> RouterError {
         let path = self.spool.clone();
-        move |source| RouterError::Io { path: path.clone(), source }
+        move |source| RouterError::Io {
+            path: path.clone(),
+            source,
+        }
     }
 
     fn key_of(&self, f: &Finished) -> String {
-        object_key(&self.cfg.prefix, &f.partition, f.first_time_ms, f.hash, &self.cfg.worker)
+        object_key(
+            &self.cfg.prefix,
+            &f.partition,
+            f.first_time_ms,
+            f.hash,
+            &self.cfg.worker,
+        )
     }
 
     /// Finishes the open file of `p`, records the seal, queues the upload.
     fn seal(&mut self, p: &Partition) -> Result<(), RouterError> {
-        let Some(builder) = self.open.remove(p) else { return Ok(()) };
+        let Some(builder) = self.open.remove(p) else {
+            return Ok(());
+        };
         let f = builder.finish().map_err(self.spool_err())?;
         let key = self.key_of(&f);
         self.ledger.seal(Seal {
@@ -269,7 +306,13 @@ impl Router {
 
     fn send_upload(&self, id: u64, key: String, f: Finished) {
         METRICS.pending_uploads.add(1);
-        let job = UploadJob { id, key, path: f.path, bytes: f.bytes, records: f.records };
+        let job = UploadJob {
+            id,
+            key,
+            path: f.path,
+            bytes: f.bytes,
+            records: f.records,
+        };
         // The receiver lives as long as the runtime; if it is gone the
         // process is exiting and the seal is re-uploaded at next start.
         let _ = self.uploads.send(job);
@@ -289,7 +332,11 @@ impl Router {
     }
 
     fn seal_oldest(&mut self) -> Result<(), RouterError> {
-        let oldest = self.open.iter().min_by_key(|(_, f)| f.opened_at).map(|(p, _)| *p);
+        let oldest = self
+            .open
+            .iter()
+            .min_by_key(|(_, f)| f.opened_at)
+            .map(|(p, _)| *p);
         match oldest {
             Some(p) => self.seal(&p),
             None => Ok(()),

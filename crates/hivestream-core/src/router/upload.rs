@@ -37,12 +37,19 @@ pub struct Backoff {
 
 impl Backoff {
     pub fn new(base: Duration, max: Duration) -> Self {
-        Self { base, max, attempt: 0 }
+        Self {
+            base,
+            max,
+            attempt: 0,
+        }
     }
 
     /// The delay before the next retry.
     pub fn next_delay(&mut self) -> Duration {
-        let exp = self.base.saturating_mul(1u32 << self.attempt.min(20)).min(self.max);
+        let exp = self
+            .base
+            .saturating_mul(1u32 << self.attempt.min(20))
+            .min(self.max);
         self.attempt = self.attempt.saturating_add(1);
         let half = exp / 2;
         half + rand::rng().random_range(Duration::ZERO..=half)
@@ -60,7 +67,10 @@ pub async fn run_uploader(
     let slots = Arc::new(Semaphore::new(concurrency));
     let mut tasks = tokio::task::JoinSet::new();
     while let Some(job) = jobs.recv().await {
-        let permit = Arc::clone(&slots).acquire_owned().await.expect("semaphore never closed");
+        let permit = Arc::clone(&slots)
+            .acquire_owned()
+            .await
+            .expect("semaphore never closed");
         let (store, done, shared) = (Arc::clone(&store), done.clone(), Arc::clone(&shared));
         tasks.spawn(async move {
             upload_with_retry(store.as_ref(), &job).await;

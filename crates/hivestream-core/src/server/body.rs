@@ -17,18 +17,37 @@ pub enum MediaType {
 }
 
 fn too_large(limit: usize, what: &str) -> ApiError {
-    ApiError::new(ErrorKind::TooLarge, "the request body is too large", format!("body: {what} over {limit} bytes"))
+    ApiError::new(
+        ErrorKind::TooLarge,
+        "the request body is too large",
+        format!("body: {what} over {limit} bytes"),
+    )
 }
 
 /// The media type, from `Content-Type` (absent means JSON).
 pub fn media_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<MediaType, ApiError> {
-    let Some(ct) = headers.get(header::CONTENT_TYPE) else { return Ok(MediaType::Json) };
-    let ct = ct.to_str().unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(ct) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(MediaType::Json);
+    };
+    let ct = ct
+        .to_str()
+        .unwrap_or("")
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match ct.as_str() {
         "application/json" | "text/json" => Ok(MediaType::Json),
-        "application/x-ndjson" | "application/jsonl" | "application/ndjson" if allow_ndjson => Ok(MediaType::Ndjson),
+        "application/x-ndjson" | "application/jsonl" | "application/ndjson" if allow_ndjson => {
+            Ok(MediaType::Ndjson)
+        }
         _ => {
-            let accepted = if allow_ndjson { "application/json or application/x-ndjson" } else { "application/json" };
+            let accepted = if allow_ndjson {
+                "application/json or application/x-ndjson"
+            } else {
+                "application/json"
+            };
             Err(ApiError::new(
                 ErrorKind::UnsupportedMediaType,
                 "unsupported content type",
@@ -40,12 +59,18 @@ pub fn media_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<MediaType, 
 
 /// Reads the whole body, at most `limit` bytes before and after decoding.
 pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit, "content-length"));
     }
-    let raw = axum::body::to_bytes(body, limit).await.map_err(|_| too_large(limit, "body"))?;
-    let encoding = headers.get(header::CONTENT_ENCODING).map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    let raw = axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large(limit, "body"))?;
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
     match encoding.as_deref() {
         None | Some("identity") | Some("") => Ok(raw),
         Some("gzip") | Some("x-gzip") => gunzip(&raw, limit),
@@ -60,9 +85,16 @@ pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<
 fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, ApiError> {
     let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(limit));
     let decoder = flate2::read::MultiGzDecoder::new(raw);
-    decoder.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| {
-        ApiError::new(ErrorKind::InvalidJson, "the body is not valid gzip", format!("content-encoding: gzip: {e}"))
-    })?;
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| {
+            ApiError::new(
+                ErrorKind::InvalidJson,
+                "the body is not valid gzip",
+                format!("content-encoding: gzip: {e}"),
+            )
+        })?;
     if out.len() > limit {
         return Err(too_large(limit, "decompressed body"));
     }
@@ -83,19 +115,34 @@ mod tests {
         let err = gunzip(&bomb, 1 << 20).unwrap_err();
         assert_eq!(err.kind, ErrorKind::TooLarge);
         assert_eq!(gunzip(&bomb, 11 << 20).unwrap().len(), 10 << 20);
-        assert_eq!(gunzip(b"not gzip", 100).unwrap_err().kind, ErrorKind::InvalidJson);
+        assert_eq!(
+            gunzip(b"not gzip", 100).unwrap_err().kind,
+            ErrorKind::InvalidJson
+        );
     }
 
     #[test]
     fn media_types() {
         let mut h = HeaderMap::new();
         assert_eq!(media_type(&h, false).unwrap(), MediaType::Json);
-        h.insert(header::CONTENT_TYPE, "application/json; charset=utf-8".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/json; charset=utf-8".parse().unwrap(),
+        );
         assert_eq!(media_type(&h, false).unwrap(), MediaType::Json);
-        h.insert(header::CONTENT_TYPE, "application/x-ndjson".parse().unwrap());
+        h.insert(
+            header::CONTENT_TYPE,
+            "application/x-ndjson".parse().unwrap(),
+        );
         assert_eq!(media_type(&h, true).unwrap(), MediaType::Ndjson);
-        assert_eq!(media_type(&h, false).unwrap_err().kind, ErrorKind::UnsupportedMediaType);
+        assert_eq!(
+            media_type(&h, false).unwrap_err().kind,
+            ErrorKind::UnsupportedMediaType
+        );
         h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
-        assert_eq!(media_type(&h, true).unwrap_err().kind, ErrorKind::UnsupportedMediaType);
+        assert_eq!(
+            media_type(&h, true).unwrap_err().kind,
+            ErrorKind::UnsupportedMediaType
+        );
     }
 }

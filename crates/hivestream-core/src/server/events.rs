@@ -28,9 +28,15 @@ use crate::record::{DataType, Record};
 /// Maps a commit failure to the client's answer.
 pub fn commit_error(e: CommitError) -> ApiError {
     match e {
-        CommitError::BacklogFull(_) => ApiError::unavailable("the local backlog is full", e.to_string(), 5),
-        CommitError::Io(_) => ApiError::unavailable("the event could not be stored", e.to_string(), 5),
-        CommitError::Closed => ApiError::unavailable("the server is shutting down", e.to_string(), 5),
+        CommitError::BacklogFull(_) => {
+            ApiError::unavailable("the local backlog is full", e.to_string(), 5)
+        }
+        CommitError::Io(_) => {
+            ApiError::unavailable("the event could not be stored", e.to_string(), 5)
+        }
+        CommitError::Closed => {
+            ApiError::unavailable("the server is shutting down", e.to_string(), 5)
+        }
     }
 }
 
@@ -39,7 +45,10 @@ fn encode(ev: &ValidEvent<'_>, time_ms: i64, line: &mut Vec<u8>) -> Result<Uuid,
     let user = match &ev.user {
         UserRef::Id(id) => *id,
         UserRef::Aliases(_) => {
-            return Err(ApiError::field("aliases", "alias-only events need the identity service; send user_id"))
+            return Err(ApiError::field(
+                "aliases",
+                "alias-only events need the identity service; send user_id",
+            ))
         }
     };
     let event_id = Uuid::new_v4();
@@ -50,7 +59,12 @@ fn encode(ev: &ValidEvent<'_>, time_ms: i64, line: &mut Vec<u8>) -> Result<Uuid,
 
 pub async fn create(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     match create_inner(&st, &headers, body).await {
-        Ok(line) => (StatusCode::CREATED, [(header::CONTENT_TYPE, "application/json")], line).into_response(),
+        Ok(line) => (
+            StatusCode::CREATED,
+            [(header::CONTENT_TYPE, "application/json")],
+            line,
+        )
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -63,7 +77,11 @@ async fn create_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<
     let mut line = Vec::with_capacity(body.len() + 160);
     encode(&ev, time_ms, &mut line)?;
     let mut batch = Batch::default();
-    batch.push(&Record { data_type: DataType::Events, time_ms, line: &line });
+    batch.push(&Record {
+        data_type: DataType::Events,
+        time_ms,
+        line: &line,
+    });
     st.appender.append(batch).await.map_err(commit_error)?;
     METRICS.events_accepted.inc();
     Ok(line)
@@ -87,7 +105,7 @@ struct BatchResponse<'a> {
 }
 
 /// Splits a batch body into items.
-fn split_items<'a>(body: &'a [u8], media: MediaType) -> Result<Vec<&'a [u8]>, ApiError> {
+fn split_items(body: &[u8], media: MediaType) -> Result<Vec<&[u8]>, ApiError> {
     match media {
         MediaType::Json => {
             let first = body.iter().find(|b| !b.is_ascii_whitespace());
@@ -106,7 +124,12 @@ fn split_items<'a>(body: &'a [u8], media: MediaType) -> Result<Vec<&'a [u8]>, Ap
 
 pub async fn batch(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     match batch_inner(&st, &headers, body).await {
-        Ok(json) => (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], json).into_response(),
+        Ok(json) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            json,
+        )
+            .into_response(),
         Err(e) => e.into_response(),
     }
 }
@@ -116,11 +139,23 @@ async fn batch_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<V
     let body = read_body(headers, body, st.max_body_bytes).await?;
     let items = split_items(&body, media)?;
     if items.is_empty() {
-        return Err(ApiError::new(ErrorKind::BadBatch, "the batch is empty", "body: send at least one event"));
+        return Err(ApiError::new(
+            ErrorKind::BadBatch,
+            "the batch is empty",
+            "body: send at least one event",
+        ));
     }
     if items.len() > st.max_batch_items {
-        let cause = format!("body: {} events; at most {} per batch", items.len(), st.max_batch_items);
-        return Err(ApiError::new(ErrorKind::BadBatch, "the batch has too many events", cause));
+        let cause = format!(
+            "body: {} events; at most {} per batch",
+            items.len(),
+            st.max_batch_items
+        );
+        return Err(ApiError::new(
+            ErrorKind::BadBatch,
+            "the batch has too many events",
+            cause,
+        ));
     }
     let time_ms = now_ms();
     let mut batch = Batch::default();
@@ -129,7 +164,11 @@ async fn batch_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<V
     for item in &items {
         let outcome = parse_event(item).and_then(|ev| encode(&ev, time_ms, &mut line));
         if outcome.is_ok() {
-            batch.push(&Record { data_type: DataType::Events, time_ms, line: &line });
+            batch.push(&Record {
+                data_type: DataType::Events,
+                time_ms,
+                line: &line,
+            });
         }
         outcomes.push(outcome);
     }
@@ -144,13 +183,29 @@ fn batch_response(outcomes: &[Result<Uuid, ApiError>]) -> Vec<u8> {
         .iter()
         .enumerate()
         .map(|(index, o)| match o {
-            Ok(id) => ItemResult { index, status: 201, event_id: Some(id.to_string()), error: None },
-            Err(e) => ItemResult { index, status: e.kind.http_status(), event_id: None, error: Some(e.body()) },
+            Ok(id) => ItemResult {
+                index,
+                status: 201,
+                event_id: Some(id.to_string()),
+                error: None,
+            },
+            Err(e) => ItemResult {
+                index,
+                status: e.kind.http_status(),
+                event_id: None,
+                error: Some(e.body()),
+            },
         })
         .collect();
     let accepted = outcomes.iter().filter(|o| o.is_ok()).count();
     METRICS.events_accepted.add(accepted as u64);
-    METRICS.events_rejected.add((outcomes.len() - accepted) as u64);
-    let resp = BatchResponse { accepted, rejected: outcomes.len() - accepted, results };
+    METRICS
+        .events_rejected
+        .add((outcomes.len() - accepted) as u64);
+    let resp = BatchResponse {
+        accepted,
+        rejected: outcomes.len() - accepted,
+        results,
+    };
     serde_json::to_vec(&resp).expect("batch response serialises")
 }

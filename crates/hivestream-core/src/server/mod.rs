@@ -33,7 +33,8 @@ pub struct AppState {
 /// Renders an error as the envelope with a fresh request id.
 pub fn error_response(err: &ApiError) -> Response {
     let request_id = uuid::Uuid::new_v4().to_string();
-    let status = StatusCode::from_u16(err.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status =
+        StatusCode::from_u16(err.kind.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     match status.as_u16() {
         503 => METRICS.http_unavailable.inc(),
         500 => METRICS.http_server_errors.inc(),
@@ -41,7 +42,10 @@ pub fn error_response(err: &ApiError) -> Response {
     }
     let mut resp = (status, err.envelope_json(&request_id)).into_response();
     let headers = resp.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     if let Ok(v) = HeaderValue::from_str(&request_id) {
         headers.insert("x-request-id", v);
     }
@@ -62,7 +66,10 @@ pub fn app(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v2.0/events", post(events::create))
         .route("/v2.0/events/batch", post(events::batch))
-        .route_layer(middleware::from_fn_with_state(Arc::clone(&state), require_key));
+        .route_layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            require_key,
+        ));
     Router::new()
         .merge(api)
         .route("/healthz", get(healthz))
@@ -90,7 +97,9 @@ fn presented_key(req: &Request) -> Option<String> {
         return v.to_str().ok().map(str::to_string);
     }
     let query = req.uri().query()?;
-    form_urlencoded_pairs(query).find(|(k, _)| k == "k").map(|(_, v)| v)
+    form_urlencoded_pairs(query)
+        .find(|(k, _)| k == "k")
+        .map(|(_, v)| v)
 }
 
 fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
@@ -128,17 +137,30 @@ async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) 
     if st.api_keys.is_empty() {
         return next.run(req).await;
     }
-    let ok = presented_key(&req)
-        .is_some_and(|k| st.api_keys.iter().any(|s| constant_time_eq(s.0.as_bytes(), k.as_bytes())));
+    let ok = presented_key(&req).is_some_and(|k| {
+        st.api_keys
+            .iter()
+            .any(|s| constant_time_eq(s.0.as_bytes(), k.as_bytes()))
+    });
     if !ok {
         let cause = "x-api-key header or k query parameter: missing or not a valid key";
-        return ApiError::new(ErrorKind::Unauthorized, "a valid API key is required", cause).into_response();
+        return ApiError::new(
+            ErrorKind::Unauthorized,
+            "a valid API key is required",
+            cause,
+        )
+        .into_response();
     }
     next.run(req).await
 }
 
 async fn healthz() -> Response {
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ok\"}").into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"ok\"}",
+    )
+        .into_response()
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
@@ -146,22 +168,45 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
         return ApiError::unavailable("shutting down", "the server is draining", 5).into_response();
     }
     if st.shared.backlog_full.load(Ordering::Acquire) {
-        return ApiError::unavailable("backlog full", "the local backlog is over max_backlog_bytes", 5).into_response();
+        return ApiError::unavailable(
+            "backlog full",
+            "the local backlog is over max_backlog_bytes",
+            5,
+        )
+        .into_response();
     }
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/json")], "{\"status\":\"ready\"}").into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        "{\"status\":\"ready\"}",
+    )
+        .into_response()
 }
 
 async fn metrics() -> Response {
     let ct = "text/plain; version=0.0.4; charset=utf-8";
-    (StatusCode::OK, [(header::CONTENT_TYPE, ct)], METRICS.render()).into_response()
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, ct)],
+        METRICS.render(),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {
-    ApiError::new(ErrorKind::NotFound, "no such route", "path: not an API route")
+    ApiError::new(
+        ErrorKind::NotFound,
+        "no such route",
+        "path: not an API route",
+    )
 }
 
 async fn method_not_allowed() -> ApiError {
-    ApiError::new(ErrorKind::MethodNotAllowed, "method not allowed", "method: this route does not accept it")
+    ApiError::new(
+        ErrorKind::MethodNotAllowed,
+        "method not allowed",
+        "method: this route does not accept it",
+    )
 }
 
 #[cfg(test)]
@@ -174,6 +219,9 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"ab"));
         let pairs: Vec<_> = form_urlencoded_pairs("x=1&k=a%2Bb+c&bad=%zz").collect();
-        assert_eq!(pairs, vec![("x".into(), "1".into()), ("k".into(), "a+b c".into())]);
+        assert_eq!(
+            pairs,
+            vec![("x".into(), "1".into()), ("k".into(), "a+b c".into())]
+        );
     }
 }

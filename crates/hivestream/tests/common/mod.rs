@@ -1,0 +1,363 @@
+//! Test harness: starts the real `hivestream` binary, talks HTTP to it over
+//! plain sockets, and reads the bucket back through `object_store` (local
+//! directory, or SeaweedFS when `HIVESTREAM_TEST_S3_ENDPOINT` is set).
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use object_store::aws::AmazonS3Builder;
+use object_store::local::LocalFileSystem;
+use object_store::{ObjectStore, ObjectStoreExt};
+
+pub const UID: &str = "0b1e4c7c-1f53-4d8e-9a4e-7f1c2d3e4f50";
+
+/// Where a test's objects go.
+#[derive(Clone, Debug)]
+pub enum Backend {
+    Local,
+    S3 { endpoint: String, bucket: String },
+}
+
+/// Every backend this run can test: always the local directory, plus S3 when
+/// the test script started SeaweedFS.
+pub fn backends() -> Vec<Backend> {
+    let mut out = vec![Backend::Local];
+    if let Ok(endpoint) = std::env::var("HIVESTREAM_TEST_S3_ENDPOINT") {
+        let bucket =
+            std::env::var("HIVESTREAM_TEST_S3_BUCKET").unwrap_or_else(|_| "hivestream-test".into());
+        out.push(Backend::S3 { endpoint, bucket });
+    }
+    out
+}
+
+/// One server setup: a data dir and a sink, kept across restarts.
+pub struct Setup {
+    pub dir: tempfile::TempDir,
+    pub backend: Backend,
+    pub prefix: String,
+    pub extra: Vec<String>,
+}
+
+impl Setup {
+    pub fn new(backend: Backend, name: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let prefix = format!("t-{name}-{}", std::process::id());
+        Self {
+            dir,
+            backend,
+            prefix,
+            extra: Vec::new(),
+        }
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn sink_args(&self) -> Vec<String> {
+        match &self.backend {
+            Backend::Local => vec![
+                "--sink".into(),
+                format!("file://{}", self.dir.path().join("bucket").display()),
+            ],
+            Backend::S3 { endpoint, bucket } => vec![
+                "--sink".into(),
+                format!("s3://{bucket}/{}", self.prefix),
+                "--endpoint".into(),
+                endpoint.clone(),
+                "--region".into(),
+                "us-east-1".into(),
+            ],
+        }
+    }
+
+    /// Starts the server and waits until it listens.
+    pub fn start(&self, flush: &str) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_hivestream"));
+        cmd.arg("serve")
+            .arg("--listen")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(self.data_dir())
+            .arg("--flush-interval")
+            .arg(flush)
+            .args(self.sink_args())
+            .args(&self.extra)
+            .env("HIVESTREAM_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file(self.dir.path())));
+        let mut child = cmd.spawn().expect("spawn hivestream");
+        let stdout = child.stdout.take().unwrap();
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected: {line:?}"))
+            .to_string();
+        Server { child, addr }
+    }
+
+    /// The store the server writes to, as the tests read it.
+    pub fn store(&self) -> (Arc<dyn ObjectStore>, Option<object_store::path::Path>) {
+        match &self.backend {
+            Backend::Local => {
+                let dir = self.dir.path().join("bucket");
+                std::fs::create_dir_all(&dir).unwrap();
+                (
+                    Arc::new(LocalFileSystem::new_with_prefix(dir).unwrap()),
+                    None,
+                )
+            }
+            Backend::S3 { endpoint, bucket } => {
+                let s3 = AmazonS3Builder::from_env()
+                    .with_bucket_name(bucket)
+                    .with_endpoint(endpoint)
+                    .with_allow_http(true)
+                    .with_region("us-east-1")
+                    .build()
+                    .unwrap();
+                (
+                    Arc::new(s3),
+                    Some(object_store::path::Path::from(self.prefix.as_str())),
+                )
+            }
+        }
+    }
+
+    /// Every object under this setup's prefix: key (relative) → lines.
+    pub fn objects(&self) -> HashMap<String, Vec<String>> {
+        let (store, prefix) = self.store();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            use futures::StreamExt;
+            let mut out = HashMap::new();
+            let mut list = store.list(prefix.as_ref());
+            while let Some(meta) = list.next().await {
+                let meta = meta.unwrap();
+                let bytes = store
+                    .get(&meta.location)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                let mut text = String::new();
+                flate2::read::GzDecoder::new(&bytes[..])
+                    .read_to_string(&mut text)
+                    .unwrap();
+                assert!(
+                    text.ends_with('\n'),
+                    "{} does not end with a newline",
+                    meta.location
+                );
+                let key = meta.location.to_string();
+                let rel = match &prefix {
+                    Some(p) => key.strip_prefix(&format!("{p}/")).unwrap().to_string(),
+                    None => key,
+                };
+                out.insert(rel, text.lines().map(str::to_string).collect());
+            }
+            out
+        })
+    }
+}
+
+fn log_file(dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))
+        .unwrap()
+}
+
+/// A running server.
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+}
+
+impl Server {
+    pub fn kill9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Sends SIGTERM and waits; returns the exit code.
+    pub fn terminate(mut self) -> i32 {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Response {
+        request(&self.addr, "POST", path, headers, body)
+    }
+
+    pub fn get(&self, path: &str) -> Response {
+        request(&self.addr, "GET", path, &[], b"")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection). Errors (the
+/// server was killed mid-request) come back as status 0.
+pub fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Response {
+    let failed = Response {
+        status: 0,
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let Ok(mut s) = TcpStream::connect(addr) else {
+        return failed;
+    };
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    // A server may answer (413, say) and close before the body is sent:
+    // read its answer even when the write fails.
+    let _ = s.write_all(req.as_bytes()).and_then(|()| s.write_all(body));
+    let mut raw = Vec::new();
+    if s.read_to_end(&mut raw).is_err() {
+        return failed;
+    }
+    parse_response(&raw).unwrap_or(failed)
+}
+
+fn parse_response(raw: &[u8]) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = std::str::from_utf8(&raw[..split]).ok()?;
+    let mut lines = head.split("\r\n");
+    let status = lines.next()?.split(' ').nth(1)?.parse().ok()?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            l.split_once(':')
+                .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect();
+    let body = raw[split + 4..].to_vec();
+    Some(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+pub fn event_json(i: usize) -> String {
+    format!(
+        r#"{{"name":"Pageview","user_id":"{UID}","segments":[{i},2],"cohorts":["c{i}"],"properties":{{"i":{i},"url":"https://example.com/p/{i}","title":"Page \"{i}\""}}}}"#
+    )
+}
+
+pub const JSON: (&str, &str) = ("content-type", "application/json");
+
+/// Sends a batch; returns the acknowledged event ids (empty if not 200).
+pub fn send_batch(addr: &str, from: usize, n: usize) -> Vec<String> {
+    let body = format!(
+        "[{}]",
+        (from..from + n)
+            .map(event_json)
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let resp = request(addr, "POST", "/v2.0/events/batch", &[JSON], body.as_bytes());
+    if resp.status != 200 {
+        return Vec::new();
+    }
+    let v = resp.json();
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["event_id"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// Polls until `check` passes on the bucket's objects or `timeout` passes.
+pub fn wait_for_objects(
+    setup: &Setup,
+    timeout: Duration,
+    check: impl Fn(&HashMap<String, Vec<String>>) -> bool,
+) -> HashMap<String, Vec<String>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let objects = setup.objects();
+        if check(&objects) || Instant::now() > deadline {
+            return objects;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// event_id → how many times it appears across all objects.
+pub fn event_counts(objects: &HashMap<String, Vec<String>>) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for lines in objects.values() {
+        for line in lines {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            *counts
+                .entry(v["event_id"].as_str().unwrap().to_string())
+                .or_insert(0) += 1;
+        }
+    }
+    counts
+}
