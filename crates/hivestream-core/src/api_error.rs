@@ -9,6 +9,7 @@
 //! | 1100 | 401 Unauthorized | missing or wrong API key |
 //! | 1200 | 404 NotFound | no such route or resource |
 //! | 1201 | 405 MethodNotAllowed | the route exists, not with this method |
+//! | 1202 | 409 Conflict | a cohort with that name exists |
 //! | 1300 | 413 PayloadTooLarge | body (or decompressed body) over the limit |
 //! | 1400 | 415 UnsupportedMediaType | content type or encoding not accepted |
 //! | 1500 | 503 ServiceUnavailable | backlog full or disk write failed; retry |
@@ -28,6 +29,7 @@ pub enum ErrorKind {
     Unauthorized,
     NotFound,
     MethodNotAllowed,
+    Conflict,
     TooLarge,
     UnsupportedMediaType,
     Unavailable,
@@ -42,6 +44,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => 401,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
+            ErrorKind::Conflict => 409,
             ErrorKind::TooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
             ErrorKind::Unavailable => 503,
@@ -56,6 +59,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => "Unauthorized",
             ErrorKind::NotFound => "NotFound",
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
+            ErrorKind::Conflict => "Conflict",
             ErrorKind::TooLarge => "PayloadTooLarge",
             ErrorKind::UnsupportedMediaType => "UnsupportedMediaType",
             ErrorKind::Unavailable => "ServiceUnavailable",
@@ -72,6 +76,7 @@ impl ErrorKind {
             ErrorKind::Unauthorized => 1100,
             ErrorKind::NotFound => 1200,
             ErrorKind::MethodNotAllowed => 1201,
+            ErrorKind::Conflict => 1202,
             ErrorKind::TooLarge => 1300,
             ErrorKind::UnsupportedMediaType => 1400,
             ErrorKind::Unavailable => 1500,

@@ -58,6 +58,9 @@ pub struct RawConfig {
     /// On shutdown, wait this long for uploads before exiting (the rest are
     /// uploaded at the next start). Default `30s`.
     pub shutdown_timeout: Option<String>,
+    /// Write a `segment` snapshot at least this often, even without cohort
+    /// changes. Default `1h`.
+    pub segment_snapshot_interval: Option<String>,
 }
 
 macro_rules! overlay_fields {
@@ -147,6 +150,7 @@ pub struct Config {
     pub compression_level: u32,
     pub upload_concurrency: usize,
     pub shutdown_timeout: Duration,
+    pub segment_snapshot_interval: Duration,
 }
 
 /// Why a configuration is invalid.
@@ -336,6 +340,10 @@ impl RawConfig {
             shutdown_timeout: parse_duration(
                 "shutdown_timeout",
                 self.shutdown_timeout.as_deref().unwrap_or("30s"),
+            )?,
+            segment_snapshot_interval: parse_duration(
+                "segment_snapshot_interval",
+                self.segment_snapshot_interval.as_deref().unwrap_or("1h"),
             )?,
         })
     }

@@ -318,8 +318,15 @@ fn write_opt_uuid(id: &Option<Uuid>, out: &mut Vec<u8>) {
 
 impl ValidEvent<'_> {
     /// Appends the stored event as one JSON line (no trailing newline), with
-    /// the contract's fields in the contract's order.
-    pub fn write_line(&self, event_id: &Uuid, time_ms: i64, user_id: &Uuid, out: &mut Vec<u8>) {
+    /// the contract's fields in the contract's order. Returns the offset in
+    /// `out` of the 36 characters of `user_id`.
+    pub fn write_line(
+        &self,
+        event_id: &Uuid,
+        time_ms: i64,
+        user_id: &Uuid,
+        out: &mut Vec<u8>,
+    ) -> usize {
         out.extend_from_slice(b"{\"event_id\":");
         write_uuid(event_id, out);
         out.extend_from_slice(b",\"time\":\"");
@@ -327,6 +334,7 @@ impl ValidEvent<'_> {
         out.extend_from_slice(b"\",\"name\":\"");
         out.extend_from_slice(self.name.as_bytes());
         out.extend_from_slice(b"\",\"user_id\":");
+        let user_offset = out.len() + 1;
         write_uuid(user_id, out);
         out.extend_from_slice(b",\"session_id\":");
         write_opt_uuid(&self.session_id, out);
@@ -342,6 +350,7 @@ impl ValidEvent<'_> {
             None => out.extend_from_slice(b"{}"),
         }
         out.push(b'}');
+        user_offset
     }
 }
 

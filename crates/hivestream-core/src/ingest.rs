@@ -4,9 +4,15 @@
 //! records are synced; a failed write or sync (e.g. a full disk) answers
 //! every request of that group with an error and leaves the WAL as it was.
 //!
-//! The committer also owns WAL truncation: it deletes segments below the
-//! checkpoint the router publishes, and it refuses new records while the WAL
-//! holds more than `max_backlog_bytes` (the HTTP layer turns that into 503).
+//! Because the committer is the only writer, it is also where identity is
+//! decided: alias-only events are resolved here, in WAL order, so concurrent
+//! requests for the same new alias get one user id, and the `sync_aliases`
+//! records of a group are applied to the [`IdentityIndex`] right after the
+//! group's commit.
+//!
+//! The committer also owns WAL truncation: it deletes segments below both the
+//! router's checkpoint and the identity index's durable LSN, and it refuses
+//! new records while the WAL holds more than `max_backlog_bytes`.
 
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
@@ -16,25 +22,51 @@ use std::time::Duration;
 use hivestream_wal::{Wal, MAX_PAYLOAD_LEN};
 use thiserror::Error;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
+use crate::event::Alias;
+use crate::identity::{link_of, resolve, write_sync_line, IdentityIndex, Link, Overlay};
 use crate::metrics::METRICS;
-use crate::record::Record;
+use crate::record::{DataType, Record, RECORD_HEADER_LEN};
 use crate::shared::Shared;
 
 /// Most bytes taken into one group commit.
 const MAX_GROUP_BYTES: usize = 32 << 20;
+
+/// An event whose user is known only by aliases; its line holds a
+/// placeholder UUID at `user_offset` that the committer overwrites.
+#[derive(Debug)]
+struct PendingUser {
+    item: usize,
+    user_offset: usize,
+    aliases: Vec<Alias>,
+}
 
 /// Records to append together, encoded as WAL payloads back to back.
 #[derive(Debug, Default)]
 pub struct Batch {
     buf: Vec<u8>,
     ends: Vec<usize>,
+    pending: Vec<PendingUser>,
 }
 
 impl Batch {
     pub fn push(&mut self, rec: &Record<'_>) {
         rec.encode(&mut self.buf);
         self.ends.push(self.buf.len());
+    }
+
+    /// Pushes an event whose `user_id` the committer resolves from
+    /// `aliases`; `user_offset` is where the 36-character placeholder UUID
+    /// starts in `rec.line`.
+    pub fn push_resolving(&mut self, rec: &Record<'_>, user_offset: usize, aliases: Vec<Alias>) {
+        let user_offset = self.buf.len() + RECORD_HEADER_LEN + user_offset;
+        self.pending.push(PendingUser {
+            item: self.ends.len(),
+            user_offset,
+            aliases,
+        });
+        self.push(rec);
     }
 
     pub fn len(&self) -> usize {
@@ -45,7 +77,7 @@ impl Batch {
         self.ends.is_empty()
     }
 
-    fn payloads(&self) -> impl Iterator<Item = &[u8]> {
+    pub(crate) fn payloads(&self) -> impl Iterator<Item = &[u8]> {
         let starts = std::iter::once(0).chain(self.ends.iter().copied());
         starts
             .zip(self.ends.iter().copied())
@@ -60,13 +92,18 @@ pub enum CommitError {
     BacklogFull(u64),
     #[error("the write-ahead log could not be written: {0}")]
     Io(String),
+    #[error("the identity index failed: {0}")]
+    Identity(String),
     #[error("the server is shutting down")]
     Closed,
 }
 
+/// The users resolved for a batch's alias-only events, in push order.
+pub type Resolved = Vec<Uuid>;
+
 struct Request {
     batch: Batch,
-    reply: oneshot::Sender<Result<(), CommitError>>,
+    reply: oneshot::Sender<Result<Resolved, CommitError>>,
 }
 
 /// The handlers' side: cheap to clone.
@@ -76,8 +113,9 @@ pub struct Appender {
 }
 
 impl Appender {
-    /// Makes `batch` durable; resolves once it is synced.
-    pub async fn append(&self, batch: Batch) -> Result<(), CommitError> {
+    /// Makes `batch` durable; resolves once it is synced, with the user ids
+    /// chosen for its alias-only events.
+    pub async fn append(&self, batch: Batch) -> Result<Resolved, CommitError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request { batch, reply })
@@ -90,31 +128,37 @@ impl Appender {
 /// then marks input closed so the router can finish.
 pub fn spawn_committer(
     wal: Wal,
+    identity: IdentityIndex,
     shared: Arc<Shared>,
     max_backlog_bytes: u64,
 ) -> (Appender, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel();
     shared.committed.store(wal.end_lsn(), Ordering::Release);
+    let committer = Committer {
+        wal,
+        identity,
+        shared,
+        rx,
+        max_backlog_bytes,
+        overlay: Overlay::default(),
+        index_behind: false,
+    };
     let handle = std::thread::Builder::new()
         .name("wal-committer".into())
-        .spawn(move || {
-            Committer {
-                wal,
-                shared,
-                rx,
-                max_backlog_bytes,
-            }
-            .run()
-        })
+        .spawn(move || committer.run())
         .expect("spawn committer thread");
     (Appender { tx }, handle)
 }
 
 struct Committer {
     wal: Wal,
+    identity: IdentityIndex,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Request>,
     max_backlog_bytes: u64,
+    overlay: Overlay,
+    /// The last index update failed: replay the WAL into it before resolving.
+    index_behind: bool,
 }
 
 impl Committer {
@@ -122,14 +166,25 @@ impl Committer {
         loop {
             match self.rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(first) => self.commit_group(first),
-                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => self.idle(),
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
             }
             self.truncate();
         }
+        if let Err(e) = self.identity.make_durable() {
+            tracing::error!(error = %e, "identity index: final durable commit failed; it replays at next start");
+        }
         self.truncate();
         self.shared.input_closed.store(true, Ordering::Release);
         self.shared.router_wake.notify();
+    }
+
+    fn idle(&mut self) {
+        if self.identity.durable_due() {
+            if let Err(e) = self.identity.make_durable() {
+                tracing::error!(error = %e, "identity index: durable commit failed; will retry");
+            }
+        }
     }
 
     fn commit_group(&mut self, first: Request) {
@@ -140,13 +195,19 @@ impl Committer {
             bytes += next.batch.buf.len();
             group.push(next);
         }
+        if let Err(e) = self.catch_up_index() {
+            group
+                .into_iter()
+                .for_each(|r| drop(r.reply.send(Err(e.clone()))));
+            return;
+        }
+        self.overlay.clear();
+        let mut links = Vec::new();
         let mut staged = Vec::with_capacity(group.len());
         for req in group {
-            match self.stage(&req.batch) {
-                Ok(()) => staged.push(req),
-                Err(e) => {
-                    let _ = req.reply.send(Err(e));
-                }
+            match self.stage(req.batch, &mut links) {
+                Ok((users, records)) => staged.push((req.reply, users, records)),
+                Err(e) => drop(req.reply.send(Err(e))),
             }
         }
         if staged.is_empty() {
@@ -157,28 +218,49 @@ impl Committer {
             .commit()
             .map_err(|e| CommitError::Io(e.to_string()));
         match &result {
-            Ok(end) => {
-                self.shared.committed.store(*end, Ordering::Release);
-                self.shared.router_wake.notify();
-                METRICS.wal_commits.inc();
-                METRICS
-                    .wal_records
-                    .add(staged.iter().map(|r| r.batch.len() as u64).sum());
-                METRICS.wal_bytes_written.add(bytes as u64);
-            }
+            Ok(end) => self.committed(*end, &links, bytes, staged.iter().map(|s| s.2).sum()),
             Err(e) => {
                 METRICS.wal_commit_errors.inc();
                 tracing::error!(error = %e, "WAL commit failed; answering 503");
             }
         }
         self.publish_size();
-        for req in staged {
-            let _ = req.reply.send(result.clone().map(|_| ()));
+        for (reply, users, _) in staged {
+            let _ = reply.send(result.clone().map(|_| users));
         }
     }
 
-    /// Stages a whole batch, or nothing of it.
-    fn stage(&mut self, batch: &Batch) -> Result<(), CommitError> {
+    fn committed(&mut self, end: u64, links: &[Link], bytes: usize, records: u64) {
+        self.shared.committed.store(end, Ordering::Release);
+        self.shared.router_wake.notify();
+        METRICS.wal_commits.inc();
+        METRICS.wal_records.add(records);
+        METRICS.wal_bytes_written.add(bytes as u64);
+        if let Err(e) = self.identity.apply(links, end) {
+            tracing::error!(error = %e, "identity index update failed; replaying from the WAL before the next group");
+            self.index_behind = true;
+        }
+    }
+
+    fn catch_up_index(&mut self) -> Result<(), CommitError> {
+        if !self.index_behind {
+            return Ok(());
+        }
+        let end = self.wal.end_lsn();
+        self.identity
+            .catch_up(self.wal.dir(), end)
+            .map_err(|e| CommitError::Identity(e.to_string()))?;
+        self.index_behind = false;
+        Ok(())
+    }
+
+    /// Stages a whole batch, or nothing of it: resolves its alias-only
+    /// events, then appends its records (and any new alias syncs).
+    fn stage(
+        &mut self,
+        mut batch: Batch,
+        links: &mut Vec<Link>,
+    ) -> Result<(Resolved, u64), CommitError> {
         let backlog = self.wal.disk_bytes() + self.wal.staged_bytes() as u64;
         if backlog + batch.buf.len() as u64 > self.max_backlog_bytes {
             self.shared.backlog_full.store(true, Ordering::Release);
@@ -195,15 +277,64 @@ impl Committer {
                 bad.len()
             )));
         }
-        for payload in batch.payloads() {
+        let (users, syncs) = self.resolve_users(&mut batch)?;
+        let mut records = 0;
+        for payload in syncs.iter().map(Vec::as_slice).chain(batch.payloads()) {
+            if let Some(link) = link_of(payload) {
+                self.overlay.insert(&link);
+                links.push(link);
+            }
             self.wal.append(payload).expect("sizes checked above");
+            records += 1;
         }
-        Ok(())
+        Ok((users, records))
+    }
+
+    /// Picks a user for each alias-only event, patches it into the line,
+    /// and returns the `sync_aliases` payloads for users it created.
+    fn resolve_users(
+        &mut self,
+        batch: &mut Batch,
+    ) -> Result<(Resolved, Vec<Vec<u8>>), CommitError> {
+        let mut users = Vec::with_capacity(batch.pending.len());
+        let mut syncs = Vec::new();
+        for p in std::mem::take(&mut batch.pending) {
+            let known = self
+                .identity
+                .lookup(&p.aliases)
+                .map_err(|e| CommitError::Identity(e.to_string()))?;
+            let known = self.overlay.over(known, &p.aliases);
+            let user = match resolve(&known, &p.aliases) {
+                Some(user) => user,
+                None => {
+                    let user = Uuid::new_v4();
+                    let time_ms = item_time(batch, p.item);
+                    for a in &p.aliases {
+                        let link = Link {
+                            user,
+                            tag: a.tag.clone(),
+                            id: a.id.clone(),
+                            priority: a.priority,
+                        };
+                        // Later requests in this group must see the new user.
+                        self.overlay.insert(&link);
+                        syncs.push(sync_payload(time_ms, &link));
+                    }
+                    user
+                }
+            };
+            let mut hex = [0u8; 36];
+            user.hyphenated().encode_lower(&mut hex);
+            batch.buf[p.user_offset..p.user_offset + 36].copy_from_slice(&hex);
+            users.push(user);
+        }
+        Ok((users, syncs))
     }
 
     fn truncate(&mut self) {
         let checkpoint = self.shared.checkpoint.load(Ordering::Acquire);
-        if let Err(e) = self.wal.truncate_before(checkpoint) {
+        let keep_from = checkpoint.min(self.identity.durable_lsn());
+        if let Err(e) = self.wal.truncate_before(keep_from) {
             tracing::error!(error = %e, "WAL truncation failed; will retry");
         }
         self.publish_size();
@@ -217,4 +348,24 @@ impl Committer {
             self.shared.backlog_full.store(false, Ordering::Release);
         }
     }
+}
+
+fn item_time(batch: &Batch, item: usize) -> i64 {
+    let start = if item == 0 { 0 } else { batch.ends[item - 1] };
+    Record::decode(&batch.buf[start..batch.ends[item]])
+        .map_or_else(|_| crate::clock::now_ms(), |r| r.time_ms)
+}
+
+/// The WAL payload of one `sync_aliases` record.
+pub fn sync_payload(time_ms: i64, link: &Link) -> Vec<u8> {
+    let mut line = Vec::with_capacity(160);
+    write_sync_line(time_ms, link, &mut line);
+    let mut out = Vec::with_capacity(line.len() + RECORD_HEADER_LEN);
+    Record {
+        data_type: DataType::SyncAliases,
+        time_ms,
+        line: &line,
+    }
+    .encode(&mut out);
+    out
 }

@@ -9,8 +9,10 @@
 
 pub mod api_error;
 pub mod clock;
+pub mod cohorts;
 pub mod config;
 pub mod event;
+pub mod identity;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;

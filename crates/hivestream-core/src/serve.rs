@@ -16,7 +16,9 @@ use std::sync::{mpsc, Arc};
 use hivestream_wal::{Wal, WalOptions};
 use thiserror::Error;
 
+use crate::cohorts::{run_snapshotter, CohortStore};
 use crate::config::Config;
+use crate::identity::{IdentityError, IdentityIndex};
 use crate::ingest::spawn_committer;
 use crate::keys::WorkerId;
 use crate::router::upload::run_uploader;
@@ -48,6 +50,13 @@ pub enum ServeError {
     },
     #[error("worker id: {0}")]
     WorkerId(String),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+fn open_db(path: &Path) -> Result<redb::Database, ServeError> {
+    redb::Database::create(path)
+        .map_err(|e| IdentityError::Db(format!("{}: {e}", path.display())).into())
 }
 
 fn data_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
@@ -116,8 +125,11 @@ pub async fn serve(
             "WAL: cut a torn tail left by a crash (never acknowledged)"
         );
     }
+    let db = Arc::new(open_db(&cfg.data_dir.join("index.redb"))?);
+    let identity = IdentityIndex::open(Arc::clone(&db), wal.dir(), wal.end_lsn())?;
     let shared = Arc::new(Shared::default());
-    let (appender, committer) = spawn_committer(wal, Arc::clone(&shared), cfg.max_backlog_bytes);
+    let (appender, committer) =
+        spawn_committer(wal, identity, Arc::clone(&shared), cfg.max_backlog_bytes);
     let (upload_tx, upload_rx) = tokio::sync::mpsc::unbounded_channel();
     let (done_tx, done_rx) = mpsc::channel();
     let router_cfg = RouterConfig {
@@ -142,8 +154,21 @@ pub async fn serve(
         cfg.upload_concurrency,
     ));
 
+    let cohorts =
+        CohortStore::new(Arc::clone(&db)).map_err(|e| IdentityError::Db(e.to_string()))?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let tick = cfg.flush_interval.min(std::time::Duration::from_secs(1)) / 2;
+    let snapshotter = tokio::spawn(run_snapshotter(
+        cohorts.clone(),
+        appender.clone(),
+        cfg.segment_snapshot_interval,
+        tick,
+        stop_rx,
+    ));
     let state = Arc::new(AppState {
         appender,
+        db: Arc::clone(&db),
+        cohorts,
         shared: Arc::clone(&shared),
         api_keys: cfg.api_keys.clone(),
         max_body_bytes: cfg.max_body_bytes,
@@ -168,6 +193,10 @@ pub async fn serve(
         tracing::error!(error = %e, "HTTP server error");
     }
     tracing::info!("stopped accepting requests; sealing and uploading");
+    // The snapshotter writes a last snapshot if one is due, then drops its
+    // appender, which lets the committer finish.
+    let _ = stop_tx.send(true);
+    let _ = snapshotter.await;
     let joined = tokio::task::spawn_blocking(move || {
         let _ = committer.join();
         router.join()

@@ -85,6 +85,9 @@ struct ServeArgs {
     upload_concurrency: Option<usize>,
     #[arg(long, env = "HIVESTREAM_SHUTDOWN_TIMEOUT")]
     shutdown_timeout: Option<String>,
+    /// e.g. 1h
+    #[arg(long, env = "HIVESTREAM_SEGMENT_SNAPSHOT_INTERVAL")]
+    segment_snapshot_interval: Option<String>,
 }
 
 impl ServeArgs {
@@ -117,6 +120,7 @@ impl ServeArgs {
             compression_level: self.compression_level,
             upload_concurrency: self.upload_concurrency,
             shutdown_timeout: self.shutdown_timeout,
+            segment_snapshot_interval: self.segment_snapshot_interval,
         };
         Ok(file.overlay(flags))
     }

@@ -99,12 +99,18 @@ impl FileBuilder {
         Ok(builder)
     }
 
-    /// Appends a record as one line.
+    /// Appends a record: one line for hourly types; for snapshot types the
+    /// record is the whole content, its lines already `\n`-terminated.
     pub fn push(&mut self, lsn: u64, rec: &Record<'_>) -> std::io::Result<()> {
+        let newline: &[u8] = if rec.data_type.is_hourly() {
+            b"\n"
+        } else {
+            b""
+        };
         self.hasher.update(rec.line);
-        self.hasher.update(b"\n");
+        self.hasher.update(newline);
         self.gz.write_all(rec.line)?;
-        self.gz.write_all(b"\n")?;
+        self.gz.write_all(newline)?;
         self.end = lsn;
         self.records += 1;
         Ok(())

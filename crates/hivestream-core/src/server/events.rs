@@ -31,7 +31,7 @@ pub fn commit_error(e: CommitError) -> ApiError {
         CommitError::BacklogFull(_) => {
             ApiError::unavailable("the local backlog is full", e.to_string(), 5)
         }
-        CommitError::Io(_) => {
+        CommitError::Io(_) | CommitError::Identity(_) => {
             ApiError::unavailable("the event could not be stored", e.to_string(), 5)
         }
         CommitError::Closed => {
@@ -40,21 +40,40 @@ pub fn commit_error(e: CommitError) -> ApiError {
     }
 }
 
-/// Turns a valid event into its stored line; returns its id.
-fn encode(ev: &ValidEvent<'_>, time_ms: i64, line: &mut Vec<u8>) -> Result<Uuid, ApiError> {
-    let user = match &ev.user {
-        UserRef::Id(id) => *id,
-        UserRef::Aliases(_) => {
-            return Err(ApiError::field(
-                "aliases",
-                "alias-only events need the identity service; send user_id",
-            ))
-        }
-    };
+/// Encodes a valid event into its stored line and adds it to `batch`; an
+/// alias-only event gets its user from the committer. Returns the event id
+/// and where the user id sits in `line`.
+fn encode(
+    ev: ValidEvent<'_>,
+    time_ms: i64,
+    line: &mut Vec<u8>,
+    batch: &mut Batch,
+) -> (Uuid, usize) {
     let event_id = Uuid::new_v4();
     line.clear();
-    ev.write_line(&event_id, time_ms, &user, line);
-    Ok(event_id)
+    let user = match &ev.user {
+        UserRef::Id(id) => *id,
+        UserRef::Aliases(_) => Uuid::nil(),
+    };
+    let user_offset = ev.write_line(&event_id, time_ms, &user, line);
+    let rec = Record {
+        data_type: DataType::Events,
+        time_ms,
+        line,
+    };
+    match ev.user {
+        UserRef::Id(_) => batch.push(&rec),
+        UserRef::Aliases(aliases) => batch.push_resolving(&rec, user_offset, aliases),
+    }
+    (event_id, user_offset)
+}
+
+/// Writes the user the committer resolved into a stored line (the response
+/// of an alias-only event).
+fn patch_user(line: &mut [u8], user_offset: usize, user: &Uuid) {
+    let mut hex = [0u8; 36];
+    user.hyphenated().encode_lower(&mut hex);
+    line[user_offset..user_offset + 36].copy_from_slice(&hex);
 }
 
 pub async fn create(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
@@ -75,14 +94,12 @@ async fn create_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<
     let ev = parse_event(&body).inspect_err(|_| METRICS.events_rejected.inc())?;
     let time_ms = now_ms();
     let mut line = Vec::with_capacity(body.len() + 160);
-    encode(&ev, time_ms, &mut line)?;
     let mut batch = Batch::default();
-    batch.push(&Record {
-        data_type: DataType::Events,
-        time_ms,
-        line: &line,
-    });
-    st.appender.append(batch).await.map_err(commit_error)?;
+    let (_, user_offset) = encode(ev, time_ms, &mut line, &mut batch);
+    let resolved = st.appender.append(batch).await.map_err(commit_error)?;
+    if let Some(user) = resolved.first() {
+        patch_user(&mut line, user_offset, user);
+    }
     METRICS.events_accepted.inc();
     Ok(line)
 }
@@ -162,14 +179,7 @@ async fn batch_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<V
     let mut line = Vec::with_capacity(1024);
     let mut outcomes: Vec<Result<Uuid, ApiError>> = Vec::with_capacity(items.len());
     for item in &items {
-        let outcome = parse_event(item).and_then(|ev| encode(&ev, time_ms, &mut line));
-        if outcome.is_ok() {
-            batch.push(&Record {
-                data_type: DataType::Events,
-                time_ms,
-                line: &line,
-            });
-        }
+        let outcome = parse_event(item).map(|ev| encode(ev, time_ms, &mut line, &mut batch).0);
         outcomes.push(outcome);
     }
     if !batch.is_empty() {

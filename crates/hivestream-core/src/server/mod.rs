@@ -3,7 +3,9 @@
 //! [`ApiError`] rendered as the contract's envelope with its status.
 
 mod body;
+mod cohorts;
 mod events;
+mod identity;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -24,6 +26,9 @@ use crate::shared::Shared;
 /// What handlers share.
 pub struct AppState {
     pub appender: Appender,
+    /// The identity index.
+    pub db: Arc<redb::Database>,
+    pub cohorts: crate::cohorts::CohortStore,
     pub shared: Arc<Shared>,
     pub api_keys: Vec<Secret>,
     pub max_body_bytes: usize,
@@ -66,6 +71,16 @@ pub fn app(state: Arc<AppState>) -> Router {
     let api = Router::new()
         .route("/v2.0/events", post(events::create))
         .route("/v2.0/events/batch", post(events::batch))
+        .route("/v2.0/users", post(identity::new_user))
+        .route("/v2.0/identify", post(identity::identify))
+        .route("/v2.0/users/{id}/aliases", get(identity::user_aliases))
+        .route("/v2/cohorts", post(cohorts::create).get(cohorts::list))
+        .route(
+            "/v2/cohorts/{id}",
+            get(cohorts::get_one)
+                .patch(cohorts::patch)
+                .delete(cohorts::delete),
+        )
         .route_layer(middleware::from_fn_with_state(
             Arc::clone(&state),
             require_key,

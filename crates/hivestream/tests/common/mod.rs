@@ -156,8 +156,9 @@ impl Setup {
                 flate2::read::GzDecoder::new(&bytes[..])
                     .read_to_string(&mut text)
                     .unwrap();
+                // Every line ends in \n; a snapshot of zero cohorts is empty.
                 assert!(
-                    text.ends_with('\n'),
+                    text.is_empty() || text.ends_with('\n'),
                     "{} does not end with a newline",
                     meta.location
                 );
@@ -351,7 +352,11 @@ pub fn wait_for_objects(
 /// event_id → how many times it appears across all objects.
 pub fn event_counts(objects: &HashMap<String, Vec<String>>) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
-    for lines in objects.values() {
+    for lines in objects
+        .iter()
+        .filter(|(k, _)| k.starts_with("type=events/"))
+        .map(|(_, v)| v)
+    {
         for line in lines {
             let v: serde_json::Value = serde_json::from_str(line).unwrap();
             *counts
@@ -360,4 +365,28 @@ pub fn event_counts(objects: &HashMap<String, Vec<String>>) -> HashMap<String, u
         }
     }
     counts
+}
+
+/// Objects of one data type, as (key, parsed lines), oldest first by key.
+pub fn of_type(
+    objects: &HashMap<String, Vec<String>>,
+    data_type: &str,
+) -> Vec<(String, Vec<serde_json::Value>)> {
+    let mut out: Vec<_> = objects
+        .iter()
+        .filter(|(k, _)| k.starts_with(&format!("type={data_type}/")))
+        .map(|(k, lines)| {
+            (
+                k.clone(),
+                lines
+                    .iter()
+                    .map(|l| serde_json::from_str(l).unwrap())
+                    .collect(),
+            )
+        })
+        .collect();
+    out.sort_by(|a: &(String, Vec<serde_json::Value>), b| {
+        a.0.rsplit('/').next().cmp(&b.0.rsplit('/').next())
+    });
+    out
 }

@@ -1,0 +1,400 @@
+//! Cohort metadata and `segment` snapshots.
+//!
+//! Cohorts live in redb (durable commit per change). Every change bumps a
+//! `cohort_generation` counter in the same transaction. The snapshotter
+//! compares it with `snapshot_generation`, the generation its last snapshot
+//! covered: when they differ, or when `segment_snapshot_interval` has passed,
+//! it appends one `segment` record holding every live cohort (one JSON line
+//! each, ordered by `code`) to the WAL, then records the generation. A crash
+//! between a change and its snapshot leaves the counters apart, so the
+//! snapshot is written after restart. The snapshot's content holds no
+//! timestamp of its own, so an unchanged set of cohorts hashes the same.
+
+use std::sync::Arc;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::clock::write_rfc3339_ms;
+use crate::identity::META;
+
+/// id → cohort JSON.
+const COHORTS: TableDefinition<&str, &str> = TableDefinition::new("cohorts");
+/// name → id, for uniqueness.
+const NAMES: TableDefinition<&str, &str> = TableDefinition::new("cohort_names");
+
+/// A cohort as stored and returned by the API.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cohort {
+    pub id: Uuid,
+    pub code: u64,
+    pub name: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub state: String,
+    pub segment_type: String,
+    pub created_at: String,
+    pub last_updated_at: String,
+    /// Stored as given, never evaluated.
+    pub query: Option<serde_json::Value>,
+}
+
+/// One line of a `segment` snapshot: the contract's fields, in order.
+#[derive(Serialize)]
+struct SnapshotLine<'a> {
+    id: &'a Uuid,
+    code: u64,
+    name: &'a str,
+    description: &'a str,
+    tags: &'a [String],
+    state: &'a str,
+    segment_type: &'a str,
+    created_at: &'a str,
+    last_updated_at: &'a str,
+}
+
+/// Fields a client may set; all optional (PATCH sets only what is given).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CohortInput {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub tags: Option<Vec<String>>,
+    pub query: Option<serde_json::Value>,
+    pub segment_type: Option<String>,
+}
+
+/// Why a cohort operation failed.
+#[derive(Debug, Error)]
+pub enum CohortError {
+    #[error("{0}: {1}")]
+    Invalid(&'static str, String),
+    #[error("a cohort named {0:?} already exists")]
+    DuplicateName(String),
+    #[error("no cohort with id {0}")]
+    NotFound(Uuid),
+    #[error("cohort store: {0}")]
+    Db(String),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => { $( impl From<$t> for CohortError { fn from(e: $t) -> Self { CohortError::Db(e.to_string()) } } )* };
+}
+db_err!(
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+fn invalid(field: &'static str, why: impl Into<String>) -> CohortError {
+    CohortError::Invalid(field, why.into())
+}
+
+fn check_text(field: &'static str, s: &str, min: usize, max: usize) -> Result<(), CohortError> {
+    let n = s.chars().count();
+    if n < min || n > max || s.chars().any(char::is_control) {
+        return Err(invalid(
+            field,
+            format!("must be {min} to {max} characters, no control characters"),
+        ));
+    }
+    Ok(())
+}
+
+impl CohortInput {
+    fn validate(&self) -> Result<(), CohortError> {
+        if let Some(name) = &self.name {
+            check_text("name", name, 1, 256)?;
+        }
+        if let Some(d) = &self.description {
+            check_text("description", d, 0, 4096)?;
+        }
+        if let Some(tags) = &self.tags {
+            if tags.len() > 100 {
+                return Err(invalid("tags", "at most 100 tags"));
+            }
+            for t in tags {
+                check_text("tags", t, 1, 128)?;
+            }
+        }
+        if let Some(t) = &self.segment_type {
+            let ok = (1..=64).contains(&t.len())
+                && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
+            if !ok {
+                return Err(invalid(
+                    "segment_type",
+                    "must be 1 to 64 characters of a-z and _",
+                ));
+            }
+        }
+        if let Some(q) = &self.query {
+            if q.to_string().len() > 64 * 1024 {
+                return Err(invalid("query", "at most 64 KiB of JSON"));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn rfc3339(ms: i64) -> String {
+    let mut v = Vec::with_capacity(24);
+    write_rfc3339_ms(ms, &mut v);
+    String::from_utf8(v).expect("ascii")
+}
+
+/// The cohort store.
+#[derive(Clone)]
+pub struct CohortStore {
+    db: Arc<Database>,
+}
+
+fn read_cohort(
+    table: &impl ReadableTable<&'static str, &'static str>,
+    id: &Uuid,
+) -> Result<Cohort, CohortError> {
+    let json = table
+        .get(id.to_string().as_str())?
+        .ok_or(CohortError::NotFound(*id))?;
+    serde_json::from_str(json.value()).map_err(|e| CohortError::Db(e.to_string()))
+}
+
+type Meta<'t> = redb::Table<'t, &'static str, u64>;
+
+fn bump(meta: &mut Meta<'_>, key: &str) -> Result<u64, CohortError> {
+    let next = meta.get(key)?.map_or(0, |v| v.value()) + 1;
+    meta.insert(key, next)?;
+    Ok(next)
+}
+
+impl CohortStore {
+    pub fn new(db: Arc<Database>) -> Result<Self, CohortError> {
+        let txn = db.begin_write()?;
+        txn.open_table(COHORTS)?;
+        txn.open_table(NAMES)?;
+        txn.open_table(META)?;
+        txn.commit()?;
+        Ok(Self { db })
+    }
+
+    pub fn create(&self, input: CohortInput, now_ms: i64) -> Result<Cohort, CohortError> {
+        input.validate()?;
+        let name = input.name.ok_or_else(|| invalid("name", "required"))?;
+        let txn = self.db.begin_write()?;
+        let cohort = {
+            let mut names = txn.open_table(NAMES)?;
+            if names.get(name.as_str())?.is_some() {
+                return Err(CohortError::DuplicateName(name));
+            }
+            let mut meta = txn.open_table(META)?;
+            let code = bump(&mut meta, "cohort_next_code")?;
+            bump(&mut meta, "cohort_generation")?;
+            let now = rfc3339(now_ms);
+            let cohort = Cohort {
+                id: Uuid::new_v4(),
+                code,
+                name,
+                description: input.description.unwrap_or_default(),
+                tags: input.tags.unwrap_or_default(),
+                state: "live".into(),
+                segment_type: input.segment_type.unwrap_or_else(|| "standard".into()),
+                created_at: now.clone(),
+                last_updated_at: now,
+                query: input.query,
+            };
+            let id = cohort.id.to_string();
+            names.insert(cohort.name.as_str(), id.as_str())?;
+            txn.open_table(COHORTS)?.insert(
+                id.as_str(),
+                serde_json::to_string(&cohort).expect("serialises").as_str(),
+            )?;
+            cohort
+        };
+        txn.commit()?;
+        Ok(cohort)
+    }
+
+    pub fn get(&self, id: &Uuid) -> Result<Cohort, CohortError> {
+        let txn = self.db.begin_read()?;
+        read_cohort(&txn.open_table(COHORTS)?, id)
+    }
+
+    /// Live cohorts ordered by code.
+    pub fn list(&self) -> Result<Vec<Cohort>, CohortError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(COHORTS)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, v) = entry?;
+            out.push(
+                serde_json::from_str::<Cohort>(v.value())
+                    .map_err(|e| CohortError::Db(e.to_string()))?,
+            );
+        }
+        out.sort_by_key(|c| c.code);
+        Ok(out)
+    }
+
+    pub fn patch(&self, id: &Uuid, input: CohortInput, now_ms: i64) -> Result<Cohort, CohortError> {
+        input.validate()?;
+        let txn = self.db.begin_write()?;
+        // Read inside the write transaction: concurrent patches serialise.
+        let mut cohort = read_cohort(&txn.open_table(COHORTS)?, id)?;
+        {
+            let mut names = txn.open_table(NAMES)?;
+            if let Some(name) = input.name.filter(|n| *n != cohort.name) {
+                if names.get(name.as_str())?.is_some() {
+                    return Err(CohortError::DuplicateName(name));
+                }
+                names.remove(cohort.name.as_str())?;
+                names.insert(name.as_str(), id.to_string().as_str())?;
+                cohort.name = name;
+            }
+            cohort.description = input.description.unwrap_or(cohort.description);
+            cohort.tags = input.tags.unwrap_or(cohort.tags);
+            cohort.segment_type = input.segment_type.unwrap_or(cohort.segment_type);
+            cohort.query = input.query.or(cohort.query);
+            cohort.last_updated_at = rfc3339(now_ms);
+            bump(&mut txn.open_table(META)?, "cohort_generation")?;
+            let json = serde_json::to_string(&cohort).expect("serialises");
+            txn.open_table(COHORTS)?
+                .insert(id.to_string().as_str(), json.as_str())?;
+        }
+        txn.commit()?;
+        Ok(cohort)
+    }
+
+    /// Deletes a cohort; returns it with state `deleted`.
+    pub fn delete(&self, id: &Uuid, now_ms: i64) -> Result<Cohort, CohortError> {
+        let txn = self.db.begin_write()?;
+        let mut cohort = read_cohort(&txn.open_table(COHORTS)?, id)?;
+        txn.open_table(COHORTS)?.remove(id.to_string().as_str())?;
+        txn.open_table(NAMES)?.remove(cohort.name.as_str())?;
+        bump(&mut txn.open_table(META)?, "cohort_generation")?;
+        txn.commit()?;
+        cohort.state = "deleted".into();
+        cohort.last_updated_at = rfc3339(now_ms);
+        Ok(cohort)
+    }
+
+    /// The snapshot to write now, if one is due: cohorts changed since the
+    /// last snapshot, or `interval_ms` passed. Returns `(generation, content)`.
+    pub fn snapshot_due(
+        &self,
+        now_ms: i64,
+        interval_ms: i64,
+    ) -> Result<Option<(u64, Vec<u8>)>, CohortError> {
+        let (generation, covered, at) = {
+            let txn = self.db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            let get = |k: &str| -> Result<Option<u64>, CohortError> {
+                Ok(meta.get(k)?.map(|v| v.value()))
+            };
+            (
+                get("cohort_generation")?.unwrap_or(0),
+                get("snapshot_generation")?,
+                get("snapshot_at_ms")?.unwrap_or(0),
+            )
+        };
+        let changed = covered != Some(generation);
+        let stale = now_ms - at as i64 >= interval_ms;
+        if !changed && !stale {
+            return Ok(None);
+        }
+        Ok(Some((generation, self.snapshot_content()?)))
+    }
+
+    /// Every live cohort as `segment` lines, each ending in `\n`.
+    pub fn snapshot_content(&self) -> Result<Vec<u8>, CohortError> {
+        let mut out = Vec::new();
+        for c in self.list()? {
+            let line = SnapshotLine {
+                id: &c.id,
+                code: c.code,
+                name: &c.name,
+                description: &c.description,
+                tags: &c.tags,
+                state: &c.state,
+                segment_type: &c.segment_type,
+                created_at: &c.created_at,
+                last_updated_at: &c.last_updated_at,
+            };
+            serde_json::to_writer(&mut out, &line).expect("serialises");
+            out.push(b'\n');
+        }
+        Ok(out)
+    }
+
+    /// Records that a snapshot covering `generation` is durable in the WAL.
+    pub fn mark_snapshotted(&self, generation: u64, now_ms: i64) -> Result<(), CohortError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut meta = txn.open_table(META)?;
+            meta.insert("snapshot_generation", generation)?;
+            meta.insert("snapshot_at_ms", now_ms.max(0) as u64)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+/// Writes due snapshots to the WAL every `tick`, and once more when `stop`
+/// fires, so a change made just before shutdown is still exported.
+pub async fn run_snapshotter(
+    store: CohortStore,
+    appender: crate::ingest::Appender,
+    interval: std::time::Duration,
+    tick: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(tick) => false,
+            _ = stop.changed() => true,
+        };
+        if let Err(e) = snapshot_once(&store, &appender, interval.as_millis() as i64).await {
+            tracing::warn!(error = %e, "segment snapshot not written; will retry");
+        }
+        if stopping {
+            return;
+        }
+    }
+}
+
+async fn snapshot_once(
+    store: &CohortStore,
+    appender: &crate::ingest::Appender,
+    interval_ms: i64,
+) -> Result<(), String> {
+    let now = crate::clock::now_ms();
+    let s = store.clone();
+    let due = tokio::task::spawn_blocking(move || s.snapshot_due(now, interval_ms))
+        .await
+        .map_err(|e| e.to_string())?;
+    let Some((generation, content)) = due.map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    let mut batch = crate::ingest::Batch::default();
+    batch.push(&crate::record::Record {
+        data_type: crate::record::DataType::Segment,
+        time_ms: now,
+        line: &content,
+    });
+    appender.append(batch).await.map_err(|e| e.to_string())?;
+    let s = store.clone();
+    tokio::task::spawn_blocking(move || s.mark_snapshotted(generation, now))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        generation,
+        bytes = content.len(),
+        "segment snapshot written"
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,309 @@
+//! The identity index: which user each alias `(tag, id)` belongs to, and the
+//! reverse, kept in redb under the data dir.
+//!
+//! The WAL is the source of truth: a `sync_aliases` record *is* an identity
+//! change ("alias → user, with this priority"), and the index is what you
+//! get by applying those records in LSN order. The committer thread applies
+//! each group right after its WAL commit (a cheap non-durable redb commit,
+//! visible to readers at once) and makes the index durable, together with
+//! the LSN it has applied up to, at most every [`DURABLE_EVERY`]. On start
+//! the index replays the WAL from its durable LSN, and the WAL is never
+//! truncated past that LSN, so no identity change is lost to `kill -9`.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hivestream_wal::{Lsn, WalReader};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
+use serde::Deserialize;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::event::Alias;
+use crate::record::{DataType, Record};
+
+/// `(tag, id)` → `(user uuid, priority)`.
+const ALIASES: TableDefinition<(&str, &str), ([u8; 16], i64)> = TableDefinition::new("aliases");
+/// `(user uuid, tag, id)` → priority.
+const USER_ALIASES: TableDefinition<([u8; 16], &str, &str), i64> =
+    TableDefinition::new("user_aliases");
+/// Named counters (`applied_lsn`, cohort generations, …).
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Longest time between durable index commits.
+pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Index failures.
+#[derive(Debug, Error)]
+pub enum IdentityError {
+    #[error("identity index: {0}")]
+    Db(String),
+    #[error("identity replay: {0}")]
+    Wal(#[from] hivestream_wal::WalError),
+}
+
+macro_rules! db_err {
+    ($($t:ty),*) => { $( impl From<$t> for IdentityError { fn from(e: $t) -> Self { IdentityError::Db(e.to_string()) } } )* };
+}
+db_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+/// One `sync_aliases` line, as the index reads it back.
+#[derive(Debug, Deserialize)]
+struct SyncLine {
+    user_id: Uuid,
+    tag: String,
+    id: String,
+    priority: i64,
+}
+
+/// An alias link: what a `sync_aliases` record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub user: Uuid,
+    pub tag: String,
+    pub id: String,
+    pub priority: i64,
+}
+
+/// The redb-backed index.
+pub struct IdentityIndex {
+    db: std::sync::Arc<Database>,
+    /// Applied (visible) up to here.
+    applied: Lsn,
+    /// Durable up to here: the WAL must keep everything from this LSN.
+    durable: Lsn,
+    durable_at: Instant,
+}
+
+impl IdentityIndex {
+    /// Opens the index and replays the WAL from its durable LSN to `end`.
+    pub fn open(
+        db: std::sync::Arc<Database>,
+        wal_dir: &Path,
+        end: Lsn,
+    ) -> Result<Self, IdentityError> {
+        let txn = db.begin_write()?;
+        txn.open_table(ALIASES)?;
+        txn.open_table(USER_ALIASES)?;
+        let applied = txn
+            .open_table(META)?
+            .get("applied_lsn")?
+            .map_or(0, |v| v.value());
+        txn.commit()?;
+        let mut index = Self {
+            db,
+            applied,
+            durable: applied,
+            durable_at: Instant::now(),
+        };
+        index.catch_up(wal_dir, end)?;
+        index.make_durable()?;
+        Ok(index)
+    }
+
+    /// LSN up to which the index is durable: the WAL may be cut below it.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.durable
+    }
+
+    /// Applies every `sync_aliases` record in the WAL from the applied LSN
+    /// up to `end`.
+    pub fn catch_up(&mut self, wal_dir: &Path, end: Lsn) -> Result<(), IdentityError> {
+        if self.applied >= end {
+            return Ok(());
+        }
+        let mut reader = WalReader::open(wal_dir, self.applied)?;
+        let mut links = Vec::new();
+        while let Some((_, payload)) = reader.next(end)? {
+            if let Some(link) = link_of(payload) {
+                links.push(link);
+            }
+        }
+        self.apply(&links, end)
+    }
+
+    /// Applies links committed to the WAL up to `end` (non-durably, unless a
+    /// durable commit is due).
+    pub fn apply(&mut self, links: &[Link], end: Lsn) -> Result<(), IdentityError> {
+        let durable = self.durable_at.elapsed() >= DURABLE_EVERY;
+        self.commit_links(links, end, durable)
+    }
+
+    fn commit_links(
+        &mut self,
+        links: &[Link],
+        end: Lsn,
+        durable: bool,
+    ) -> Result<(), IdentityError> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })?;
+        {
+            let mut aliases = txn.open_table(ALIASES)?;
+            let mut by_user = txn.open_table(USER_ALIASES)?;
+            for l in links {
+                let old = aliases.insert(
+                    (l.tag.as_str(), l.id.as_str()),
+                    (*l.user.as_bytes(), l.priority),
+                )?;
+                if let Some(old) = old {
+                    let (old_user, _) = old.value();
+                    by_user.remove((old_user, l.tag.as_str(), l.id.as_str()))?;
+                }
+                by_user.insert(
+                    (*l.user.as_bytes(), l.tag.as_str(), l.id.as_str()),
+                    l.priority,
+                )?;
+            }
+            txn.open_table(META)?.insert("applied_lsn", end)?;
+        }
+        txn.commit()?;
+        self.applied = end;
+        if durable {
+            self.durable = end;
+            self.durable_at = Instant::now();
+        }
+        Ok(())
+    }
+
+    /// Makes everything applied so far durable.
+    pub fn make_durable(&mut self) -> Result<(), IdentityError> {
+        if self.durable == self.applied {
+            return Ok(());
+        }
+        self.commit_links(&[], self.applied, true)
+    }
+
+    /// Whether a durable commit is due (called when idle).
+    pub fn durable_due(&self) -> bool {
+        self.durable < self.applied && self.durable_at.elapsed() >= DURABLE_EVERY
+    }
+
+    /// The user and priority each of `aliases` is linked to, if any.
+    pub fn lookup(&self, aliases: &[Alias]) -> Result<Vec<Option<(Uuid, i64)>>, IdentityError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(ALIASES)?;
+        aliases
+            .iter()
+            .map(|a| {
+                let hit = table.get((a.tag.as_str(), a.id.as_str()))?;
+                Ok(hit.map(|v| {
+                    let (u, p) = v.value();
+                    (Uuid::from_bytes(u), p)
+                }))
+            })
+            .collect()
+    }
+}
+
+/// Every alias linked to `user`: `(tag, id, priority)`.
+pub fn aliases_of(db: &Database, user: &Uuid) -> Result<Vec<(String, String, i64)>, IdentityError> {
+    let txn = db.begin_read()?;
+    let table = match txn.open_table(USER_ALIASES) {
+        Ok(t) => t,
+        Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+        Err(e) => return Err(e.into()),
+    };
+    let key = *user.as_bytes();
+    let mut out = Vec::new();
+    for entry in table.range((key, "", "")..)? {
+        let (k, v) = entry?;
+        let (u, tag, id) = k.value();
+        if u != key {
+            break;
+        }
+        out.push((tag.to_string(), id.to_string(), v.value()));
+    }
+    Ok(out)
+}
+
+/// The link a WAL payload carries, if it is a `sync_aliases` record.
+pub fn link_of(payload: &[u8]) -> Option<Link> {
+    // Cheap exit for the common case: not a sync_aliases record.
+    let rec = Record::decode(payload).ok()?;
+    if rec.data_type != DataType::SyncAliases {
+        return None;
+    }
+    let line: SyncLine = serde_json::from_slice(rec.line).ok()?;
+    Some(Link {
+        user: line.user_id,
+        tag: line.tag,
+        id: line.id,
+        priority: line.priority,
+    })
+}
+
+/// Appends a `sync_aliases` line: `time`, `user_id`, `tag`, `id`, `priority`.
+pub fn write_sync_line(time_ms: i64, link: &Link, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"{\"time\":\"");
+    crate::clock::write_rfc3339_ms(time_ms, out);
+    out.extend_from_slice(b"\",\"user_id\":");
+    crate::event::write_uuid(&link.user, out);
+    out.extend_from_slice(b",\"tag\":");
+    serde_json::to_writer(&mut *out, &link.tag).expect("strings serialise");
+    out.extend_from_slice(b",\"id\":");
+    serde_json::to_writer(&mut *out, &link.id).expect("strings serialise");
+    out.extend_from_slice(b",\"priority\":");
+    out.extend_from_slice(link.priority.to_string().as_bytes());
+    out.push(b'}');
+}
+
+/// Picks the user of an alias-only event: the user of the known alias with
+/// the highest priority (lowest number; the earlier alias on a tie).
+pub fn resolve(known: &[Option<(Uuid, i64)>], aliases: &[Alias]) -> Option<Uuid> {
+    known
+        .iter()
+        .zip(aliases)
+        .enumerate()
+        .filter_map(|(i, (k, a))| k.map(|(user, _)| (a.priority, i, user)))
+        .min_by_key(|(priority, i, _)| (*priority, *i))
+        .map(|(_, _, user)| user)
+}
+
+/// Links staged in the current group, consulted before the index so that
+/// requests in one group see each other's changes.
+#[derive(Default)]
+pub struct Overlay {
+    links: HashMap<(String, String), (Uuid, i64)>,
+}
+
+impl Overlay {
+    pub fn insert(&mut self, link: &Link) {
+        self.links.insert(
+            (link.tag.clone(), link.id.clone()),
+            (link.user, link.priority),
+        );
+    }
+
+    /// Index answers, overridden by links staged in this group.
+    pub fn over(
+        &self,
+        mut known: Vec<Option<(Uuid, i64)>>,
+        aliases: &[Alias],
+    ) -> Vec<Option<(Uuid, i64)>> {
+        for (k, a) in known.iter_mut().zip(aliases) {
+            if let Some(hit) = self.links.get(&(a.tag.clone(), a.id.clone())) {
+                *k = Some(*hit);
+            }
+        }
+        known
+    }
+
+    pub fn clear(&mut self) {
+        self.links.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,142 @@
+//! Index behaviour: links, re-links, replay from the WAL after a crash, and
+//! property tests of alias resolution.
+
+use super::*;
+use hivestream_wal::{Wal, WalOptions};
+use proptest::prelude::*;
+
+fn link(user: u128, tag: &str, id: &str, priority: i64) -> Link {
+    Link {
+        user: Uuid::from_u128(user),
+        tag: tag.into(),
+        id: id.into(),
+        priority,
+    }
+}
+
+fn alias(tag: &str, id: &str, priority: i64) -> Alias {
+    Alias {
+        priority,
+        tag: tag.into(),
+        id: id.into(),
+    }
+}
+
+fn sync_payload(l: &Link) -> Vec<u8> {
+    crate::ingest::sync_payload(0, l)
+}
+
+#[test]
+fn sync_line_round_trips_through_link_of() {
+    let l = link(7, "email\"x", "a@b", 3);
+    let payload = sync_payload(&l);
+    assert_eq!(link_of(&payload), Some(l));
+    let rec = Record::decode(&payload).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(rec.line).unwrap();
+    let keys: Vec<_> = std::str::from_utf8(rec.line)
+        .unwrap()
+        .match_indices("\":")
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(keys.len(), 5);
+    assert_eq!(v["tag"], "email\"x");
+}
+
+#[test]
+fn relink_moves_alias_between_users_and_survives_replay() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let (mut wal, _) = Wal::open(&wal_dir, WalOptions::default()).unwrap();
+    let links = [
+        link(1, "email", "a", 0),
+        link(1, "cookie", "c", 1),
+        link(2, "email", "a", 0),
+    ];
+    for l in &links {
+        wal.append(&sync_payload(l)).unwrap();
+    }
+    let end = wal.commit().unwrap();
+    let db = std::sync::Arc::new(Database::create(dir.path().join("index.redb")).unwrap());
+    // Nothing applied yet: opening replays the WAL.
+    let index = IdentityIndex::open(db.clone(), &wal_dir, end).unwrap();
+    assert_eq!(index.durable_lsn(), end);
+    let got = index
+        .lookup(&[
+            alias("email", "a", 0),
+            alias("cookie", "c", 0),
+            alias("x", "y", 0),
+        ])
+        .unwrap();
+    assert_eq!(
+        got,
+        vec![
+            Some((Uuid::from_u128(2), 0)),
+            Some((Uuid::from_u128(1), 1)),
+            None
+        ]
+    );
+    assert_eq!(
+        aliases_of(&db, &Uuid::from_u128(1)).unwrap(),
+        vec![("cookie".into(), "c".into(), 1)]
+    );
+    assert_eq!(
+        aliases_of(&db, &Uuid::from_u128(2)).unwrap(),
+        vec![("email".into(), "a".into(), 0)]
+    );
+    assert!(aliases_of(&db, &Uuid::from_u128(3)).unwrap().is_empty());
+}
+
+#[test]
+fn non_durable_applies_are_replayed_after_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let (mut wal, _) = Wal::open(&wal_dir, WalOptions::default()).unwrap();
+    let path = dir.path().join("index.redb");
+    let db = std::sync::Arc::new(Database::create(&path).unwrap());
+    let mut index = IdentityIndex::open(db.clone(), &wal_dir, 0).unwrap();
+    let l = link(9, "t", "i", 0);
+    wal.append(&sync_payload(&l)).unwrap();
+    let end = wal.commit().unwrap();
+    index.apply(std::slice::from_ref(&l), end).unwrap();
+    assert_eq!(index.durable_lsn(), 0, "not yet durable: WAL must be kept");
+    // "Crash": drop without a durable commit, reopen.
+    drop(index);
+    drop(db);
+    let db = std::sync::Arc::new(Database::create(&path).unwrap());
+    let index = IdentityIndex::open(db, &wal_dir, end).unwrap();
+    assert_eq!(
+        index.lookup(&[alias("t", "i", 0)]).unwrap(),
+        vec![Some((Uuid::from_u128(9), 0))]
+    );
+}
+
+proptest! {
+    #[test]
+    fn resolution_picks_highest_priority_known_alias(
+        entries in proptest::collection::vec((proptest::option::of(0u128..4), 0i64..5), 1..8)
+    ) {
+        let aliases: Vec<Alias> = entries.iter().enumerate().map(|(i, (_, p))| alias("t", &i.to_string(), *p)).collect();
+        let known: Vec<Option<(Uuid, i64)>> = entries.iter().map(|(u, p)| u.map(|u| (Uuid::from_u128(u), *p))).collect();
+        let got = resolve(&known, &aliases);
+        // Model: among known aliases, the lowest priority number, then the earliest.
+        let mut best: Option<(i64, usize)> = None;
+        for (i, (u, p)) in entries.iter().enumerate() {
+            if u.is_some() && best.is_none_or(|(bp, _)| *p < bp) {
+                best = Some((*p, i));
+            }
+        }
+        prop_assert_eq!(got, best.map(|(_, i)| Uuid::from_u128(entries[i].0.unwrap())));
+    }
+
+    #[test]
+    fn overlay_wins_over_index(n in 0usize..4) {
+        let aliases: Vec<Alias> = (0..4).map(|i| alias("t", &i.to_string(), 0)).collect();
+        let mut overlay = Overlay::default();
+        overlay.insert(&link(5, "t", &n.to_string(), 0));
+        let merged = overlay.over(vec![Some((Uuid::from_u128(1), 0)); 4], &aliases);
+        for (i, m) in merged.iter().enumerate() {
+            let expected = if i == n { 5 } else { 1 };
+            prop_assert_eq!(m.unwrap().0, Uuid::from_u128(expected));
+        }
+    }
+}
