@@ -3,6 +3,8 @@
 //! Settings are read from the TOML file given by `--config`, then overridden
 //! by `HIVESTREAM_*` environment variables and flags (clap reads both).
 
+mod bench;
+
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -24,6 +26,8 @@ struct Cli {
 enum Command {
     /// Run the collector and router (embedded default: ./hivestream-data, 127.0.0.1:8080).
     Serve(Box<ServeArgs>),
+    /// Load-test a running server and report throughput and latencies.
+    Bench(Box<bench::BenchArgs>),
     /// Print the least-privilege IAM policy for a bucket and prefix.
     IamPolicy {
         #[arg(long)]
@@ -164,6 +168,7 @@ fn main() -> anyhow::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match Cli::parse().command {
+        Command::Bench(args) => std::process::exit(bench::run(*args)?),
         Command::IamPolicy { bucket, prefix } => {
             println!("{}", iam_policy(&bucket, &prefix));
             Ok(())
