@@ -63,8 +63,19 @@ pub struct RawConfig {
     pub segment_snapshot_interval: Option<String>,
 }
 
+/// Generates [`RawConfig::overlay`] from the field list. The list must name
+/// every field: the function destructures `other` exhaustively, so a field
+/// added to [`RawConfig`] and forgotten here is a compile error, not a
+/// setting that flags and `HIVESTREAM_*` variables silently fail to set.
 macro_rules! overlay_fields {
-    ($self:ident, $other:ident, $($f:ident),*) => { $( if $other.$f.is_some() { $self.$f = $other.$f; } )* };
+    ($($f:ident),* $(,)?) => {
+        /// Returns `self` with every field that `other` sets replaced.
+        pub fn overlay(mut self, other: RawConfig) -> Self {
+            let RawConfig { $($f),* } = other;
+            $( if $f.is_some() { self.$f = $f; } )*
+            self
+        }
+    };
 }
 
 impl RawConfig {
@@ -73,33 +84,28 @@ impl RawConfig {
         toml::from_str(text).map_err(|e| ConfigError::Toml(e.to_string()))
     }
 
-    /// Returns `self` with every field that `other` sets replaced.
-    pub fn overlay(mut self, other: RawConfig) -> Self {
-        overlay_fields!(
-            self,
-            other,
-            listen,
-            data_dir,
-            sink,
-            region,
-            endpoint,
-            access_key_id,
-            secret_access_key,
-            session_token,
-            profile,
-            api_keys,
-            worker_id,
-            flush_interval,
-            max_file_bytes,
-            max_backlog_bytes,
-            max_body_bytes,
-            max_batch_items,
-            compression_level,
-            upload_concurrency,
-            shutdown_timeout
-        );
-        self
-    }
+    overlay_fields!(
+        listen,
+        data_dir,
+        sink,
+        region,
+        endpoint,
+        access_key_id,
+        secret_access_key,
+        session_token,
+        profile,
+        api_keys,
+        worker_id,
+        flush_interval,
+        max_file_bytes,
+        max_backlog_bytes,
+        max_body_bytes,
+        max_batch_items,
+        compression_level,
+        upload_concurrency,
+        shutdown_timeout,
+        segment_snapshot_interval,
+    );
 }
 
 /// A string that is never printed.
@@ -400,6 +406,12 @@ mod tests {
         let c = file.overlay(cli).validate().unwrap();
         assert_eq!(c.listen.port(), 10);
         assert_eq!(c.flush_interval, Duration::from_secs(2));
+        let later = RawConfig {
+            segment_snapshot_interval: Some("5m".into()),
+            ..Default::default()
+        };
+        let c = RawConfig::default().overlay(later).validate().unwrap();
+        assert_eq!(c.segment_snapshot_interval, Duration::from_secs(300));
     }
 
     #[test]

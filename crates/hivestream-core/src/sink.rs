@@ -176,7 +176,10 @@ fn ini_section(text: &str, section: &str, p: &mut Profile) {
 
 /// Uploads the file at `path` to `key`. Small files use a create-only PUT
 /// (`If-None-Match: *`): an object already at the key has the same content,
-/// because keys are derived from content, so "already exists" is success.
+/// because keys are derived from content, so "already exists" is success,
+/// and a replay after a crash neither rewrites the object nor fires a second
+/// "object created" notification downstream. Endpoints that do not support
+/// conditional writes get a HEAD, then a plain PUT when the key is free.
 pub async fn upload_file(
     store: &dyn ObjectStore,
     key: &str,
@@ -194,15 +197,41 @@ pub async fn upload_file(
             mode: PutMode::Create,
             ..Default::default()
         };
-        return match store
-            .put_opts(&location, PutPayload::from(data), opts)
-            .await
-        {
+        let payload = PutPayload::from(data);
+        return match store.put_opts(&location, payload.clone(), opts).await {
             Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+            Err(e) if conditional_put_unsupported(&e) => {
+                put_if_absent_unconditional(store, &location, payload).await
+            }
             Err(e) => Err(e),
         };
     }
     upload_multipart(store, &location, path).await
+}
+
+/// Whether an error says the endpoint does not implement `If-None-Match`.
+fn conditional_put_unsupported(e: &object_store::Error) -> bool {
+    match e {
+        object_store::Error::NotImplemented { .. } | object_store::Error::NotSupported { .. } => {
+            true
+        }
+        other => {
+            let text = other.to_string();
+            text.contains("501") || text.contains("NotImplemented")
+        }
+    }
+}
+
+async fn put_if_absent_unconditional(
+    store: &dyn ObjectStore,
+    location: &ObjectPath,
+    payload: PutPayload,
+) -> Result<(), object_store::Error> {
+    match store.head(location).await {
+        Ok(_) => Ok(()),
+        Err(object_store::Error::NotFound { .. }) => store.put(location, payload).await.map(|_| ()),
+        Err(e) => Err(e),
+    }
 }
 
 async fn upload_multipart(

@@ -1,4 +1,4 @@
-//! The `hivestream` command line: `serve` and `iam-policy`.
+//! The `hivestream` command line: `serve`, `doctor`, `iam-policy` and `bench`.
 //!
 //! Settings are read from the TOML file given by `--config`, then overridden
 //! by `HIVESTREAM_*` environment variables and flags (clap reads both).
@@ -26,6 +26,9 @@ struct Cli {
 enum Command {
     /// Run the collector and router (embedded default: ./hivestream-data, 127.0.0.1:8080).
     Serve(Box<ServeArgs>),
+    /// Check the sink as configured (same settings as serve): credentials,
+    /// region, bucket, list/put/get/delete on the prefix, public access block.
+    Doctor(Box<ServeArgs>),
     /// Load-test a running server and report throughput and latencies.
     Bench(Box<bench::BenchArgs>),
     /// Print the least-privilege IAM policy for a bucket and prefix.
@@ -141,18 +144,36 @@ async fn shutdown_signal() {
     }
 }
 
+/// The least-privilege policy for `serve` and `doctor`: list only under the
+/// prefix; get, put and delete only objects under it; and the two bucket
+/// reads `doctor` makes (location, public access block).
 fn iam_policy(bucket: &str, prefix: &str) -> String {
     let prefix = prefix.trim_matches('/');
-    let objects = if prefix.is_empty() {
-        format!("arn:aws:s3:::{bucket}/*")
+    let bucket_arn = format!("arn:aws:s3:::{bucket}");
+    let (objects, list) = if prefix.is_empty() {
+        (
+            format!("{bucket_arn}/*"),
+            serde_json::json!({
+                "Sid": "HivestreamList", "Effect": "Allow", "Action": ["s3:List*"], "Resource": [bucket_arn]
+            }),
+        )
     } else {
-        format!("arn:aws:s3:::{bucket}/{prefix}/*")
+        (
+            format!("{bucket_arn}/{prefix}/*"),
+            serde_json::json!({
+                "Sid": "HivestreamList", "Effect": "Allow", "Action": ["s3:List*"], "Resource": [bucket_arn],
+                "Condition": { "StringLike": { "s3:prefix": [prefix, format!("{prefix}/*")] } }
+            }),
+        )
     };
     let policy = serde_json::json!({
         "Version": "2012-10-17",
         "Statement": [
-            { "Sid": "HivestreamList", "Effect": "Allow", "Action": ["s3:List*"], "Resource": [format!("arn:aws:s3:::{bucket}")] },
-            { "Sid": "HivestreamObjects", "Effect": "Allow", "Action": ["s3:Get*", "s3:Put*", "s3:Delete*"], "Resource": [objects] }
+            list,
+            { "Sid": "HivestreamBucketChecks", "Effect": "Allow",
+              "Action": ["s3:GetBucketLocation", "s3:GetBucketPublicAccessBlock"], "Resource": [bucket_arn] },
+            { "Sid": "HivestreamObjects", "Effect": "Allow",
+              "Action": ["s3:List*", "s3:Get*", "s3:Put*", "s3:Delete*"], "Resource": [objects] }
         ]
     });
     serde_json::to_string_pretty(&policy).expect("policy serialises")
@@ -172,6 +193,15 @@ fn main() -> anyhow::Result<()> {
         Command::IamPolicy { bucket, prefix } => {
             println!("{}", iam_policy(&bucket, &prefix));
             Ok(())
+        }
+        Command::Doctor(args) => {
+            let cfg = args.into_raw()?.validate()?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            let report = rt.block_on(hivestream_core::doctor::run(&cfg));
+            print!("{}", report.render());
+            std::process::exit(i32::from(report.failed()));
         }
         Command::Serve(args) => {
             let cfg = args.into_raw()?.validate()?;
