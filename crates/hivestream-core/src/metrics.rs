@@ -84,6 +84,28 @@ metrics! {
     uploaded_bytes: Counter = "hivestream_uploaded_bytes_total", "Compressed bytes uploaded.";
     uploaded_records: Counter = "hivestream_uploaded_records_total", "Records in uploaded files.";
     upload_errors: Counter = "hivestream_upload_errors_total", "Failed upload attempts (each is retried).";
+    rss_bytes: Gauge = "hivestream_process_resident_memory_bytes", "Resident memory of the process (Linux VmRSS).";
+    peak_rss_bytes: Gauge = "hivestream_process_peak_resident_memory_bytes", "Peak resident memory of the process (Linux VmHWM).";
+}
+
+/// Refreshes the process memory gauges from `/proc/self/status` (Linux;
+/// elsewhere they stay 0).
+pub fn refresh_process_gauges() {
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
+        return;
+    };
+    let kib = |field: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+    };
+    if let Some(v) = kib("VmRSS:") {
+        METRICS.rss_bytes.set(v * 1024);
+    }
+    if let Some(v) = kib("VmHWM:") {
+        METRICS.peak_rss_bytes.set(v * 1024);
+    }
 }
 
 #[cfg(test)]
@@ -97,6 +119,9 @@ mod tests {
         assert!(text.contains("# TYPE hivestream_files_sealed_total counter"));
         assert!(text.contains("# TYPE hivestream_wal_bytes gauge"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 20);
+        assert_eq!(samples, 22);
+        refresh_process_gauges();
+        assert!(METRICS.peak_rss_bytes.get() >= METRICS.rss_bytes.get());
+        assert!(METRICS.rss_bytes.get() > 0);
     }
 }

@@ -7,6 +7,7 @@
 //! long each acknowledged event took to become visible there.
 
 mod corpus;
+mod server;
 mod watch;
 
 use std::collections::BTreeMap;
@@ -57,6 +58,9 @@ pub struct BenchArgs {
     /// How long to wait for events to become visible after the load ends.
     #[arg(long, default_value = "120s")]
     watch_timeout: String,
+    /// Do not wait for the server to upload every acknowledged event.
+    #[arg(long)]
+    no_wait: bool,
     /// Print a JSON summary instead of text.
     #[arg(long)]
     json: bool,
@@ -137,6 +141,11 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<i32> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
+    let probe = server::ServerProbe::new(client.clone(), &args.url);
+    let uploaded_before = probe
+        .metric("hivestream_uploaded_records_total")
+        .await
+        .unwrap_or(0.0);
     let path = if args.batch <= 1 {
         "/v2.0/events"
     } else {
@@ -175,15 +184,24 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<i32> {
         eprintln!();
     }
     let mut tally = std::mem::take(&mut *tally.lock().expect("tally lock"));
+    let timeout = hivestream_core::config::parse_duration("watch_timeout", &args.watch_timeout)?;
+    let e2e = if args.no_wait {
+        None
+    } else {
+        let target = uploaded_before + tally.events_ok as f64;
+        probe
+            .wait_uploaded(target, timeout)
+            .await
+            .map(|t| t.duration_since(start))
+    };
+    let peak_rss = probe
+        .metric("hivestream_process_peak_resident_memory_bytes")
+        .await;
     let visible = match watcher {
-        Some(w) => {
-            let timeout =
-                hivestream_core::config::parse_duration("watch_timeout", &args.watch_timeout)?;
-            Some(w.finish(&tally.acks, timeout).await)
-        }
+        Some(w) => Some(w.finish(&tally.acks, timeout).await),
         None => None,
     };
-    let summary = summarize(&mut tally, elapsed, visible);
+    let summary = summarize(&mut tally, elapsed, e2e, peak_rss, visible);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -303,12 +321,24 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
 fn summarize(
     t: &mut Tally,
     elapsed: Duration,
+    e2e: Option<Duration>,
+    peak_rss: Option<f64>,
     visible: Option<watch::Visibility>,
 ) -> serde_json::Value {
     t.latencies_us.sort_unstable();
     let secs = elapsed.as_secs_f64();
+    // Ingest to "every acknowledged event uploaded", by the server's count.
+    let e2e = e2e.map(|d| {
+        let s = d.as_secs_f64();
+        serde_json::json!({
+            "seconds": s,
+            "events_per_sec": t.events_ok as f64 / s,
+            "mb_per_sec": t.bytes_ok as f64 / 1e6 / s,
+        })
+    });
     serde_json::json!({
         "events_ok": t.events_ok,
+        "bytes_ok": t.bytes_ok,
         "seconds": secs,
         "events_per_sec": t.events_ok as f64 / secs,
         "mb_per_sec": t.bytes_ok as f64 / 1e6 / secs,
@@ -318,6 +348,8 @@ fn summarize(
             "p999": percentile(&t.latencies_us, 0.999),
         },
         "statuses": t.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
+        "e2e": e2e,
+        "server_peak_rss_mib": peak_rss.map(|b| b / (1024.0 * 1024.0)),
         "visible": visible,
     })
 }
@@ -335,6 +367,17 @@ fn print_text(s: &serde_json::Value) {
         s["ack_ms"]["p50"], s["ack_ms"]["p99"], s["ack_ms"]["p999"]
     );
     println!("statuses: {}", s["statuses"]);
+    if let Some(e) = s["e2e"].as_object() {
+        println!(
+            "end to end (ingest → every event uploaded): {:.2}s, {:.0} events/s, {:.1} MB/s",
+            e["seconds"].as_f64().unwrap_or(0.0),
+            e["events_per_sec"].as_f64().unwrap_or(0.0),
+            e["mb_per_sec"].as_f64().unwrap_or(0.0)
+        );
+    }
+    if let Some(rss) = s["server_peak_rss_mib"].as_f64() {
+        println!("server peak RSS: {rss:.1} MiB");
+    }
     if !s["visible"].is_null() {
         println!("ack→visible: {}", s["visible"]);
     }

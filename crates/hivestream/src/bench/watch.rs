@@ -3,11 +3,11 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use object_store::aws::AmazonS3Builder;
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -18,7 +18,8 @@ type Seen = Arc<Mutex<HashMap<String, Instant>>>;
 /// A running bucket follower.
 pub struct Watcher {
     seen: Seen,
-    task: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
 }
 
 /// Ack→visible latency summary.
@@ -42,25 +43,41 @@ fn open(sink: &str, endpoint: Option<&str>) -> anyhow::Result<(Arc<dyn ObjectSto
         .strip_prefix("s3://")
         .ok_or_else(|| anyhow::anyhow!("--watch takes file://DIR or s3://BUCKET[/PREFIX]"))?;
     let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
-    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
-    if let Some(e) = endpoint {
-        b = b.with_endpoint(e).with_allow_http(true);
-    }
+    // The same builder serve uses: same credential chain, region default
+    // and path-style requests on a custom endpoint.
+    let settings = hivestream_core::config::S3Settings {
+        endpoint: endpoint.map(str::to_string),
+        ..Default::default()
+    };
+    let store = hivestream_core::sink::s3_builder(bucket, &settings).build()?;
     let prefix = prefix.trim_matches('/');
     let events = if prefix.is_empty() {
         "type=events".to_string()
     } else {
         format!("{prefix}/type=events")
     };
-    Ok((Arc::new(b.build()?), ObjectPath::from(events)))
+    Ok((Arc::new(store), ObjectPath::from(events)))
 }
 
 impl Watcher {
+    /// Starts following on a thread of its own, so that decompressing
+    /// objects never waits behind the load generator's tasks (which would
+    /// make events look visible later than they were).
     pub fn start(sink: &str, endpoint: Option<&str>) -> anyhow::Result<Self> {
         let (store, prefix) = open(sink, endpoint)?;
         let seen: Seen = Arc::default();
-        let task = tokio::spawn(follow(store, prefix, Arc::clone(&seen)));
-        Ok(Self { seen, task })
+        let stop = Arc::new(AtomicBool::new(false));
+        let (seen2, stop2) = (Arc::clone(&seen), Arc::clone(&stop));
+        let thread = std::thread::Builder::new()
+            .name("bench-watch".into())
+            .spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("watcher runtime");
+                rt.block_on(follow(store, prefix, seen2, stop2));
+            })?;
+        Ok(Self { seen, stop, thread })
     }
 
     /// Waits until every acknowledged id is visible (or `timeout`), then
@@ -77,7 +94,8 @@ impl Watcher {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        self.task.abort();
+        self.stop.store(true, Ordering::Relaxed);
+        let _ = self.thread.join();
         let seen = self.seen.lock().expect("seen lock");
         let mut lat: Vec<u64> = acks
             .iter()
@@ -97,40 +115,52 @@ impl Watcher {
     }
 }
 
-async fn follow(store: Arc<dyn ObjectStore>, prefix: ObjectPath, seen: Seen) {
+async fn follow(
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    seen: Seen,
+    stop: Arc<AtomicBool>,
+) {
     let mut done: HashSet<ObjectPath> = HashSet::new();
-    loop {
+    let mut warned = false;
+    while !stop.load(Ordering::Relaxed) {
         let mut list = store.list(Some(&prefix));
         let mut fresh = Vec::new();
-        while let Some(Ok(meta)) = list.next().await {
-            if !done.contains(&meta.location) {
-                fresh.push(meta.location);
+        while let Some(meta) = list.next().await {
+            match meta {
+                Ok(meta) if !done.contains(&meta.location) => fresh.push(meta.location),
+                Ok(_) => {}
+                Err(e) if !warned => {
+                    eprintln!("watch: cannot list the bucket: {e}");
+                    warned = true;
+                }
+                Err(_) => {}
             }
         }
         for location in fresh {
-            let Ok(got) = store.get(&location).await else {
-                continue;
-            };
-            let Ok(bytes) = got.bytes().await else {
-                continue;
-            };
-            let now = Instant::now();
-            let mut text = String::new();
-            if flate2::read::GzDecoder::new(&bytes[..])
-                .read_to_string(&mut text)
-                .is_err()
-            {
-                continue;
-            }
-            let mut seen = seen.lock().expect("seen lock");
-            for line in text.lines() {
-                // Lines start with {"event_id":"<36 characters>".
-                if let Some(id) = line.get(13..49) {
-                    seen.entry(id.to_string()).or_insert(now);
+            if let Some(ids) = read_ids(store.as_ref(), &location).await {
+                let now = Instant::now();
+                let mut seen = seen.lock().expect("seen lock");
+                for id in ids {
+                    seen.entry(id).or_insert(now);
                 }
+                done.insert(location);
             }
-            done.insert(location);
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// The event ids in one object (lines start with `{"event_id":"<36 chars>"`).
+async fn read_ids(store: &dyn ObjectStore, location: &ObjectPath) -> Option<Vec<String>> {
+    let bytes = store.get(location).await.ok()?.bytes().await.ok()?;
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(&bytes[..])
+        .read_to_string(&mut text)
+        .ok()?;
+    Some(
+        text.lines()
+            .filter_map(|line| line.get(13..49).map(str::to_string))
+            .collect(),
+    )
 }

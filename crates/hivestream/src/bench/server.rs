@@ -1,0 +1,72 @@
+//! Reads the server's own `/metrics` during a benchmark: how many records it
+//! has uploaded (to time the whole pipeline, ingest to bucket, without
+//! re-reading the bucket) and its peak resident memory.
+
+use std::time::{Duration, Instant};
+
+/// The server under test, seen through `GET /metrics`.
+pub struct ServerProbe {
+    client: reqwest::Client,
+    url: String,
+}
+
+impl ServerProbe {
+    pub fn new(client: reqwest::Client, base: &str) -> Self {
+        Self {
+            client,
+            url: format!("{}/metrics", base.trim_end_matches('/')),
+        }
+    }
+
+    /// The value of an unlabelled sample, or `None` when the server cannot
+    /// be asked.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self
+            .client
+            .get(&self.url)
+            .send()
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        parse_sample(&text, name)
+    }
+
+    /// Waits until the server has uploaded `target` records in all; returns
+    /// when that happened, or `None` after `timeout`.
+    pub async fn wait_uploaded(&self, target: f64, timeout: Duration) -> Option<Instant> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self
+                .metric("hivestream_uploaded_records_total")
+                .await
+                .is_some_and(|n| n >= target)
+            {
+                return Some(Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+}
+
+/// Finds `name value` in Prometheus text.
+fn parse_sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_samples_by_exact_name() {
+        let text = "# HELP a_total x\na_total 5\na_total_more 7\nb 1.5\n";
+        assert_eq!(parse_sample(text, "a_total"), Some(5.0));
+        assert_eq!(parse_sample(text, "b"), Some(1.5));
+        assert_eq!(parse_sample(text, "c"), None);
+    }
+}
