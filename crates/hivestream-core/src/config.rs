@@ -61,6 +61,8 @@ pub struct RawConfig {
     /// Write a `segment` snapshot at least this often, even without cohort
     /// changes. Default `1h`.
     pub segment_snapshot_interval: Option<String>,
+    /// Memory for the identity and cohort index's page cache. Default 32 MiB.
+    pub index_cache_bytes: Option<usize>,
 }
 
 /// Generates [`RawConfig::overlay`] from the field list. The list must name
@@ -105,6 +107,7 @@ impl RawConfig {
         upload_concurrency,
         shutdown_timeout,
         segment_snapshot_interval,
+        index_cache_bytes,
     );
 }
 
@@ -157,6 +160,7 @@ pub struct Config {
     pub upload_concurrency: usize,
     pub shutdown_timeout: Duration,
     pub segment_snapshot_interval: Duration,
+    pub index_cache_bytes: usize,
 }
 
 /// Why a configuration is invalid.
@@ -350,6 +354,12 @@ impl RawConfig {
             segment_snapshot_interval: parse_duration(
                 "segment_snapshot_interval",
                 self.segment_snapshot_interval.as_deref().unwrap_or("1h"),
+            )?,
+            index_cache_bytes: bounded(
+                "index_cache_bytes",
+                self.index_cache_bytes.unwrap_or(32 << 20),
+                1 << 20,
+                64 << 30,
             )?,
         })
     }

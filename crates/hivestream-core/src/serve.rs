@@ -54,8 +54,12 @@ pub enum ServeError {
     Identity(#[from] IdentityError),
 }
 
-fn open_db(path: &Path) -> Result<redb::Database, ServeError> {
-    redb::Database::create(path)
+/// Opens the index with a bounded page cache (redb's default is 1 GiB,
+/// which would let memory grow with the number of aliases and cohorts).
+fn open_db(path: &Path, cache_bytes: usize) -> Result<redb::Database, ServeError> {
+    redb::Builder::new()
+        .set_cache_size(cache_bytes)
+        .create(path)
         .map_err(|e| IdentityError::Db(format!("{}: {e}", path.display())).into())
 }
 
@@ -125,7 +129,10 @@ pub async fn serve(
             "WAL: cut a torn tail left by a crash (never acknowledged)"
         );
     }
-    let db = Arc::new(open_db(&cfg.data_dir.join("index.redb"))?);
+    let db = Arc::new(open_db(
+        &cfg.data_dir.join("index.redb"),
+        cfg.index_cache_bytes,
+    )?);
     let identity = IdentityIndex::open(Arc::clone(&db), wal.dir(), wal.end_lsn())?;
     let shared = Arc::new(Shared::default());
     let (appender, committer) =

@@ -95,6 +95,9 @@ struct ServeArgs {
     /// e.g. 1h
     #[arg(long, env = "HIVESTREAM_SEGMENT_SNAPSHOT_INTERVAL")]
     segment_snapshot_interval: Option<String>,
+    /// Page cache of the identity and cohort index, in bytes (default 32 MiB).
+    #[arg(long, env = "HIVESTREAM_INDEX_CACHE_BYTES")]
+    index_cache_bytes: Option<usize>,
 }
 
 impl ServeArgs {
@@ -128,6 +131,7 @@ impl ServeArgs {
             upload_concurrency: self.upload_concurrency,
             shutdown_timeout: self.shutdown_timeout,
             segment_snapshot_interval: self.segment_snapshot_interval,
+            index_cache_bytes: self.index_cache_bytes,
         };
         Ok(file.overlay(flags))
     }
@@ -179,7 +183,23 @@ fn iam_policy(bucket: &str, prefix: &str) -> String {
     serde_json::to_string_pretty(&policy).expect("policy serialises")
 }
 
+/// Caps glibc's malloc arenas. By default glibc gives each thread that
+/// allocates its own arena (up to 8 per core), and the snapshot-sized and
+/// batch-sized buffers freed on one thread are not reused by another: RSS
+/// was seen at 140 MiB after creating 10,000 cohorts, against 50 MiB with
+/// one arena. Two arenas keep memory bounded without making the HTTP
+/// workers, the committer and the router contend on one lock.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator tunable; it is called before
+    // any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
+}
+
 fn main() -> anyhow::Result<()> {
+    cap_malloc_arenas();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HIVESTREAM_LOG")

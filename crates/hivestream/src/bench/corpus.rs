@@ -88,6 +88,39 @@ impl Corpus {
         NAMES[0].0
     }
 
+    /// One `POST /v2.0/identify` body: a user with a hashed e-mail alias
+    /// (priority 0) and a device id (priority 1).
+    pub fn identify(&mut self) -> String {
+        let (user, _) = self.users[self.rng.random_range(0..self.users.len())];
+        let email: u128 = self.rng.random();
+        let device = Uuid::from_u128(self.rng.random());
+        serde_json::json!({
+            "user_id": user,
+            "aliases": [
+                { "priority": 0, "tag": "email_sha256", "id": format!("{email:032x}{email:032x}") },
+                { "priority": 1, "tag": "device_id", "id": device },
+            ]
+        })
+        .to_string()
+    }
+
+    /// One `POST /v2/cohorts` body; `i` makes the name unique.
+    pub fn cohort(&mut self, i: usize) -> String {
+        let section = *self.pick(SECTIONS);
+        let title = self.title();
+        let tags: Vec<&str> = (0..self.rng.random_range(1..4))
+            .map(|_| *self.pick(SECTIONS))
+            .collect();
+        serde_json::json!({
+            "name": format!("{title} readers {i}"),
+            "description": format!("Users who read {section} articles about {title} in the last 30 days"),
+            "tags": tags,
+            "segment_type": "standard",
+            "query": { "section": section, "min_views": self.rng.random_range(1..20), "window_days": 30 },
+        })
+        .to_string()
+    }
+
     /// One event as a JSON object (no newline).
     pub fn event(&mut self) -> String {
         let (user, session) = self.users[self.rng.random_range(0..self.users.len())];

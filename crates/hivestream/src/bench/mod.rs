@@ -19,13 +19,27 @@ use std::time::{Duration, Instant};
 use clap::Args;
 pub use corpus::Corpus;
 
+/// Which API the load goes to.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Api {
+    /// `POST /v2.0/events` (with `--batch 1`) or `/v2.0/events/batch`.
+    Events,
+    /// `POST /v2.0/identify`, one user with two aliases per request.
+    Identify,
+    /// `POST /v2/cohorts`, one new cohort per request.
+    Cohorts,
+}
+
 /// Options of `hivestream bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
     /// Base URL of the server.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
-    /// Events to send.
+    /// The API to load.
+    #[arg(long, value_enum, default_value = "events")]
+    api: Api,
+    /// Events (or identify calls, or cohorts) to send.
     #[arg(long, default_value_t = 100_000)]
     events: usize,
     /// Events per request; 1 uses `POST /v2.0/events`, more use the batch endpoint.
@@ -74,6 +88,18 @@ struct Body {
 
 fn build_bodies(args: &BenchArgs) -> Vec<Body> {
     let mut corpus = Corpus::new(args.seed, args.users);
+    if args.api != Api::Events {
+        return (0..args.events)
+            .map(|i| Body {
+                bytes: match args.api {
+                    Api::Identify => corpus.identify(),
+                    _ => corpus.cohort(i),
+                }
+                .into(),
+                events: 1,
+            })
+            .collect();
+    }
     let batch = args.batch.max(1);
     let mut bodies = Vec::with_capacity(args.events / batch + 1);
     let mut left = args.events;
@@ -146,10 +172,11 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<i32> {
         .metric("hivestream_uploaded_records_total")
         .await
         .unwrap_or(0.0);
-    let path = if args.batch <= 1 {
-        "/v2.0/events"
-    } else {
-        "/v2.0/events/batch"
+    let path = match args.api {
+        Api::Identify => "/v2.0/identify",
+        Api::Cohorts => "/v2/cohorts",
+        Api::Events if args.batch <= 1 => "/v2.0/events",
+        Api::Events => "/v2.0/events/batch",
     };
     let url = format!("{}{}", args.url.trim_end_matches('/'), path);
     let next = Arc::new(AtomicUsize::new(0));
@@ -170,7 +197,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<i32> {
             tally: Arc::clone(&tally),
             rate: args.rate,
             start,
-            want_ids: watcher.is_some(),
+            want_ids: watcher.is_some() && args.api == Api::Events,
             single: args.batch <= 1,
         };
         tasks.push(tokio::spawn(ctx.run()));
@@ -185,7 +212,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<i32> {
     }
     let mut tally = std::mem::take(&mut *tally.lock().expect("tally lock"));
     let timeout = hivestream_core::config::parse_duration("watch_timeout", &args.watch_timeout)?;
-    let e2e = if args.no_wait {
+    let e2e = if args.no_wait || args.api != Api::Events {
         None
     } else {
         let target = uploaded_before + tally.events_ok as f64;
