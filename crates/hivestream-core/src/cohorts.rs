@@ -13,6 +13,8 @@
 use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::index_db::IndexDb;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
@@ -148,7 +150,7 @@ fn rfc3339(ms: i64) -> String {
 /// The cohort store.
 #[derive(Clone)]
 pub struct CohortStore {
-    db: Arc<Database>,
+    db: Arc<IndexDb>,
 }
 
 fn read_cohort(
@@ -170,113 +172,149 @@ fn bump(meta: &mut Meta<'_>, key: &str) -> Result<u64, CohortError> {
 }
 
 impl CohortStore {
-    pub fn new(db: Arc<Database>) -> Result<Self, CohortError> {
-        let txn = db.begin_write()?;
-        txn.open_table(COHORTS)?;
-        txn.open_table(NAMES)?;
-        txn.open_table(META)?;
-        txn.commit()?;
-        Ok(Self { db })
+    pub fn new(db: Arc<IndexDb>) -> Result<Self, CohortError> {
+        let store = Self { db };
+        store.with_db(|db| {
+            let txn = db.begin_write()?;
+            txn.open_table(COHORTS)?;
+            txn.open_table(NAMES)?;
+            txn.open_table(META)?;
+            txn.commit()?;
+            Ok(())
+        })?;
+        Ok(store)
+    }
+
+    /// Runs `op` on the database; after a storage error, asks for a reopen
+    /// (redb fails every operation after an I/O error until reopened), so
+    /// the next call works again once the cause (a full disk) is gone.
+    fn with_db<T>(
+        &self,
+        op: impl FnOnce(&Database) -> Result<T, CohortError>,
+    ) -> Result<T, CohortError> {
+        let (generation, db) = self
+            .db
+            .handle()
+            .map_err(|e| CohortError::Db(e.to_string()))?;
+        let result = op(&db);
+        drop(db);
+        if let Err(CohortError::Db(why)) = &result {
+            tracing::warn!(error = %why, "cohort store error; reopening the index");
+            if let Err(e) = self.db.reopen_after(generation) {
+                tracing::warn!(error = %e, "index reopen failed; will retry");
+            }
+        }
+        result
     }
 
     pub fn create(&self, input: CohortInput, now_ms: i64) -> Result<Cohort, CohortError> {
         input.validate()?;
         let name = input.name.ok_or_else(|| invalid("name", "required"))?;
-        let txn = self.db.begin_write()?;
-        let cohort = {
-            let mut names = txn.open_table(NAMES)?;
-            if names.get(name.as_str())?.is_some() {
-                return Err(CohortError::DuplicateName(name));
-            }
-            let mut meta = txn.open_table(META)?;
-            let code = bump(&mut meta, "cohort_next_code")?;
-            bump(&mut meta, "cohort_generation")?;
-            let now = rfc3339(now_ms);
-            let cohort = Cohort {
-                id: Uuid::new_v4(),
-                code,
-                name,
-                description: input.description.unwrap_or_default(),
-                tags: input.tags.unwrap_or_default(),
-                state: "live".into(),
-                segment_type: input.segment_type.unwrap_or_else(|| "standard".into()),
-                created_at: now.clone(),
-                last_updated_at: now,
-                query: input.query,
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let cohort = {
+                let mut names = txn.open_table(NAMES)?;
+                if names.get(name.as_str())?.is_some() {
+                    return Err(CohortError::DuplicateName(name));
+                }
+                let mut meta = txn.open_table(META)?;
+                let code = bump(&mut meta, "cohort_next_code")?;
+                bump(&mut meta, "cohort_generation")?;
+                let now = rfc3339(now_ms);
+                let cohort = Cohort {
+                    id: Uuid::new_v4(),
+                    code,
+                    name,
+                    description: input.description.unwrap_or_default(),
+                    tags: input.tags.unwrap_or_default(),
+                    state: "live".into(),
+                    segment_type: input.segment_type.unwrap_or_else(|| "standard".into()),
+                    created_at: now.clone(),
+                    last_updated_at: now,
+                    query: input.query,
+                };
+                let id = cohort.id.to_string();
+                names.insert(cohort.name.as_str(), id.as_str())?;
+                txn.open_table(COHORTS)?.insert(
+                    id.as_str(),
+                    serde_json::to_string(&cohort).expect("serialises").as_str(),
+                )?;
+                cohort
             };
-            let id = cohort.id.to_string();
-            names.insert(cohort.name.as_str(), id.as_str())?;
-            txn.open_table(COHORTS)?.insert(
-                id.as_str(),
-                serde_json::to_string(&cohort).expect("serialises").as_str(),
-            )?;
-            cohort
-        };
-        txn.commit()?;
-        Ok(cohort)
+            txn.commit()?;
+            Ok(cohort)
+        })
     }
 
     pub fn get(&self, id: &Uuid) -> Result<Cohort, CohortError> {
-        let txn = self.db.begin_read()?;
-        read_cohort(&txn.open_table(COHORTS)?, id)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            read_cohort(&txn.open_table(COHORTS)?, id)
+        })
     }
 
     /// Live cohorts ordered by code.
     pub fn list(&self) -> Result<Vec<Cohort>, CohortError> {
-        let txn = self.db.begin_read()?;
-        let table = txn.open_table(COHORTS)?;
-        let mut out = Vec::new();
-        for entry in table.iter()? {
-            let (_, v) = entry?;
-            out.push(
-                serde_json::from_str::<Cohort>(v.value())
-                    .map_err(|e| CohortError::Db(e.to_string()))?,
-            );
-        }
-        out.sort_by_key(|c| c.code);
-        Ok(out)
+        self.with_db(|db| {
+            let txn = db.begin_read()?;
+            let table = txn.open_table(COHORTS)?;
+            let mut out = Vec::new();
+            for entry in table.iter()? {
+                let (_, v) = entry?;
+                out.push(
+                    serde_json::from_str::<Cohort>(v.value())
+                        .map_err(|e| CohortError::Db(e.to_string()))?,
+                );
+            }
+            out.sort_by_key(|c| c.code);
+            Ok(out)
+        })
     }
 
     pub fn patch(&self, id: &Uuid, input: CohortInput, now_ms: i64) -> Result<Cohort, CohortError> {
         input.validate()?;
-        let txn = self.db.begin_write()?;
-        // Read inside the write transaction: concurrent patches serialise.
-        let mut cohort = read_cohort(&txn.open_table(COHORTS)?, id)?;
-        {
-            let mut names = txn.open_table(NAMES)?;
-            if let Some(name) = input.name.filter(|n| *n != cohort.name) {
-                if names.get(name.as_str())?.is_some() {
-                    return Err(CohortError::DuplicateName(name));
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            // Read inside the write transaction: concurrent patches serialise.
+            let mut cohort = read_cohort(&txn.open_table(COHORTS)?, id)?;
+            {
+                let mut names = txn.open_table(NAMES)?;
+                if let Some(name) = input.name.filter(|n| *n != cohort.name) {
+                    if names.get(name.as_str())?.is_some() {
+                        return Err(CohortError::DuplicateName(name));
+                    }
+                    names.remove(cohort.name.as_str())?;
+                    names.insert(name.as_str(), id.to_string().as_str())?;
+                    cohort.name = name;
                 }
-                names.remove(cohort.name.as_str())?;
-                names.insert(name.as_str(), id.to_string().as_str())?;
-                cohort.name = name;
+                cohort.description = input.description.unwrap_or(cohort.description);
+                cohort.tags = input.tags.unwrap_or(cohort.tags);
+                cohort.segment_type = input.segment_type.unwrap_or(cohort.segment_type);
+                cohort.query = input.query.or(cohort.query);
+                cohort.last_updated_at = rfc3339(now_ms);
+                bump(&mut txn.open_table(META)?, "cohort_generation")?;
+                let json = serde_json::to_string(&cohort).expect("serialises");
+                txn.open_table(COHORTS)?
+                    .insert(id.to_string().as_str(), json.as_str())?;
             }
-            cohort.description = input.description.unwrap_or(cohort.description);
-            cohort.tags = input.tags.unwrap_or(cohort.tags);
-            cohort.segment_type = input.segment_type.unwrap_or(cohort.segment_type);
-            cohort.query = input.query.or(cohort.query);
-            cohort.last_updated_at = rfc3339(now_ms);
-            bump(&mut txn.open_table(META)?, "cohort_generation")?;
-            let json = serde_json::to_string(&cohort).expect("serialises");
-            txn.open_table(COHORTS)?
-                .insert(id.to_string().as_str(), json.as_str())?;
-        }
-        txn.commit()?;
-        Ok(cohort)
+            txn.commit()?;
+            Ok(cohort)
+        })
     }
 
     /// Deletes a cohort; returns it with state `deleted`.
     pub fn delete(&self, id: &Uuid, now_ms: i64) -> Result<Cohort, CohortError> {
-        let txn = self.db.begin_write()?;
-        let mut cohort = read_cohort(&txn.open_table(COHORTS)?, id)?;
-        txn.open_table(COHORTS)?.remove(id.to_string().as_str())?;
-        txn.open_table(NAMES)?.remove(cohort.name.as_str())?;
-        bump(&mut txn.open_table(META)?, "cohort_generation")?;
-        txn.commit()?;
-        cohort.state = "deleted".into();
-        cohort.last_updated_at = rfc3339(now_ms);
-        Ok(cohort)
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            let mut cohort = read_cohort(&txn.open_table(COHORTS)?, id)?;
+            txn.open_table(COHORTS)?.remove(id.to_string().as_str())?;
+            txn.open_table(NAMES)?.remove(cohort.name.as_str())?;
+            bump(&mut txn.open_table(META)?, "cohort_generation")?;
+            txn.commit()?;
+            cohort.state = "deleted".into();
+            cohort.last_updated_at = rfc3339(now_ms);
+            Ok(cohort)
+        })
     }
 
     /// The snapshot to write now, if one is due: cohorts changed since the
@@ -286,18 +324,18 @@ impl CohortStore {
         now_ms: i64,
         interval_ms: i64,
     ) -> Result<Option<(u64, Vec<u8>)>, CohortError> {
-        let (generation, covered, at) = {
-            let txn = self.db.begin_read()?;
+        let (generation, covered, at) = self.with_db(|db| {
+            let txn = db.begin_read()?;
             let meta = txn.open_table(META)?;
             let get = |k: &str| -> Result<Option<u64>, CohortError> {
                 Ok(meta.get(k)?.map(|v| v.value()))
             };
-            (
+            Ok((
                 get("cohort_generation")?.unwrap_or(0),
                 get("snapshot_generation")?,
                 get("snapshot_at_ms")?.unwrap_or(0),
-            )
-        };
+            ))
+        })?;
         let changed = covered != Some(generation);
         let stale = now_ms - at as i64 >= interval_ms;
         if !changed && !stale {
@@ -329,14 +367,16 @@ impl CohortStore {
 
     /// Records that a snapshot covering `generation` is durable in the WAL.
     pub fn mark_snapshotted(&self, generation: u64, now_ms: i64) -> Result<(), CohortError> {
-        let txn = self.db.begin_write()?;
-        {
-            let mut meta = txn.open_table(META)?;
-            meta.insert("snapshot_generation", generation)?;
-            meta.insert("snapshot_at_ms", now_ms.max(0) as u64)?;
-        }
-        txn.commit()?;
-        Ok(())
+        self.with_db(|db| {
+            let txn = db.begin_write()?;
+            {
+                let mut meta = txn.open_table(META)?;
+                meta.insert("snapshot_generation", generation)?;
+                meta.insert("snapshot_at_ms", now_ms.max(0) as u64)?;
+            }
+            txn.commit()?;
+            Ok(())
+        })
     }
 }
 

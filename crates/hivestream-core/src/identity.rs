@@ -11,7 +11,8 @@
 //! truncated past that LSN, so no identity change is lost to `kill -9`.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hivestream_wal::{Lsn, WalReader};
@@ -21,6 +22,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::event::Alias;
+use crate::index_db::IndexDb;
 use crate::record::{DataType, Record};
 
 /// `(tag, id)` → `(user uuid, priority)`.
@@ -75,7 +77,10 @@ pub struct Link {
 
 /// The redb-backed index.
 pub struct IdentityIndex {
-    db: std::sync::Arc<Database>,
+    db: Arc<IndexDb>,
+    wal_dir: PathBuf,
+    /// The [`IndexDb`] generation `applied` and `durable` describe.
+    generation: u64,
     /// Applied (visible) up to here.
     applied: Lsn,
     /// Durable up to here: the WAL must keep everything from this LSN.
@@ -85,11 +90,23 @@ pub struct IdentityIndex {
 
 impl IdentityIndex {
     /// Opens the index and replays the WAL from its durable LSN to `end`.
-    pub fn open(
-        db: std::sync::Arc<Database>,
-        wal_dir: &Path,
-        end: Lsn,
-    ) -> Result<Self, IdentityError> {
+    pub fn open(db: Arc<IndexDb>, wal_dir: &Path, end: Lsn) -> Result<Self, IdentityError> {
+        let mut index = Self {
+            db,
+            wal_dir: wal_dir.to_path_buf(),
+            generation: 0,
+            applied: 0,
+            durable: 0,
+            durable_at: Instant::now(),
+        };
+        index.reload(end)?;
+        Ok(index)
+    }
+
+    /// Reads the durable LSN from the database, then replays the WAL from
+    /// there to `end` and makes the result durable.
+    fn reload(&mut self, end: Lsn) -> Result<(), IdentityError> {
+        let (generation, db) = self.db.handle()?;
         let txn = db.begin_write()?;
         txn.open_table(ALIASES)?;
         txn.open_table(USER_ALIASES)?;
@@ -98,15 +115,28 @@ impl IdentityIndex {
             .get("applied_lsn")?
             .map_or(0, |v| v.value());
         txn.commit()?;
-        let mut index = Self {
-            db,
-            applied,
-            durable: applied,
-            durable_at: Instant::now(),
-        };
-        index.catch_up(wal_dir, end)?;
-        index.make_durable()?;
-        Ok(index)
+        drop(db);
+        self.generation = generation;
+        self.applied = applied;
+        self.durable = applied;
+        self.catch_up(end)?;
+        self.make_durable()
+    }
+
+    /// Brings the index up to `end` after a failure or a reopen of the
+    /// database by anyone: reopens it if this index's generation failed,
+    /// then reloads and replays. Cheap when nothing happened.
+    pub fn recover(&mut self, end: Lsn) -> Result<(), IdentityError> {
+        if self.db.generation() == self.generation {
+            self.db.reopen_after(self.generation)?;
+        }
+        self.reload(end)
+    }
+
+    /// Whether the database was reopened since this index last loaded: its
+    /// non-durable commits are gone, so call [`IdentityIndex::recover`].
+    pub fn stale(&self) -> bool {
+        self.db.generation() != self.generation
     }
 
     /// LSN up to which the index is durable: the WAL may be cut below it.
@@ -116,11 +146,11 @@ impl IdentityIndex {
 
     /// Applies every `sync_aliases` record in the WAL from the applied LSN
     /// up to `end`.
-    pub fn catch_up(&mut self, wal_dir: &Path, end: Lsn) -> Result<(), IdentityError> {
+    fn catch_up(&mut self, end: Lsn) -> Result<(), IdentityError> {
         if self.applied >= end {
             return Ok(());
         }
-        let mut reader = WalReader::open(wal_dir, self.applied)?;
+        let mut reader = WalReader::open(&self.wal_dir, self.applied)?;
         let mut links = Vec::new();
         while let Some((_, payload)) = reader.next(end)? {
             if let Some(link) = link_of(payload) {
@@ -131,9 +161,14 @@ impl IdentityIndex {
     }
 
     /// Applies links committed to the WAL up to `end` (non-durably, unless a
-    /// durable commit is due).
+    /// durable commit is due). A group without links costs no transaction:
+    /// replaying the WAL over it would find nothing to change either.
     pub fn apply(&mut self, links: &[Link], end: Lsn) -> Result<(), IdentityError> {
         let durable = self.durable_at.elapsed() >= DURABLE_EVERY;
+        if links.is_empty() && !durable {
+            self.applied = self.applied.max(end);
+            return Ok(());
+        }
         self.commit_links(links, end, durable)
     }
 
@@ -143,32 +178,11 @@ impl IdentityIndex {
         end: Lsn,
         durable: bool,
     ) -> Result<(), IdentityError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(if durable {
-            Durability::Immediate
-        } else {
-            Durability::None
-        })?;
-        {
-            let mut aliases = txn.open_table(ALIASES)?;
-            let mut by_user = txn.open_table(USER_ALIASES)?;
-            for l in links {
-                let old = aliases.insert(
-                    (l.tag.as_str(), l.id.as_str()),
-                    (*l.user.as_bytes(), l.priority),
-                )?;
-                if let Some(old) = old {
-                    let (old_user, _) = old.value();
-                    by_user.remove((old_user, l.tag.as_str(), l.id.as_str()))?;
-                }
-                by_user.insert(
-                    (*l.user.as_bytes(), l.tag.as_str(), l.id.as_str()),
-                    l.priority,
-                )?;
-            }
-            txn.open_table(META)?.insert("applied_lsn", end)?;
+        let (generation, db) = self.db.handle()?;
+        if generation != self.generation {
+            return Err(IdentityError::Db("the index was reopened".into()));
         }
-        txn.commit()?;
+        write_links(&db, links, end, durable)?;
         self.applied = end;
         if durable {
             self.durable = end;
@@ -192,7 +206,8 @@ impl IdentityIndex {
 
     /// The user and priority each of `aliases` is linked to, if any.
     pub fn lookup(&self, aliases: &[Alias]) -> Result<Vec<Option<(Uuid, i64)>>, IdentityError> {
-        let txn = self.db.begin_read()?;
+        let (_, db) = self.db.handle()?;
+        let txn = db.begin_read()?;
         let table = txn.open_table(ALIASES)?;
         aliases
             .iter()
@@ -207,8 +222,54 @@ impl IdentityIndex {
     }
 }
 
+/// One transaction: every link, the reverse map, and `applied_lsn`.
+fn write_links(
+    db: &Database,
+    links: &[Link],
+    end: Lsn,
+    durable: bool,
+) -> Result<(), IdentityError> {
+    let mut txn = db.begin_write()?;
+    txn.set_durability(if durable {
+        Durability::Immediate
+    } else {
+        Durability::None
+    })?;
+    {
+        let mut aliases = txn.open_table(ALIASES)?;
+        let mut by_user = txn.open_table(USER_ALIASES)?;
+        for l in links {
+            let old = aliases.insert(
+                (l.tag.as_str(), l.id.as_str()),
+                (*l.user.as_bytes(), l.priority),
+            )?;
+            if let Some(old) = old {
+                let (old_user, _) = old.value();
+                by_user.remove((old_user, l.tag.as_str(), l.id.as_str()))?;
+            }
+            by_user.insert(
+                (*l.user.as_bytes(), l.tag.as_str(), l.id.as_str()),
+                l.priority,
+            )?;
+        }
+        txn.open_table(META)?.insert("applied_lsn", end)?;
+    }
+    txn.commit()?;
+    Ok(())
+}
+
 /// Every alias linked to `user`: `(tag, id, priority)`.
-pub fn aliases_of(db: &Database, user: &Uuid) -> Result<Vec<(String, String, i64)>, IdentityError> {
+pub fn aliases_of(db: &IndexDb, user: &Uuid) -> Result<Vec<(String, String, i64)>, IdentityError> {
+    let (generation, handle) = db.handle()?;
+    let found = read_aliases(&handle, user);
+    drop(handle);
+    if found.is_err() {
+        let _ = db.reopen_after(generation);
+    }
+    found
+}
+
+fn read_aliases(db: &Database, user: &Uuid) -> Result<Vec<(String, String, i64)>, IdentityError> {
     let txn = db.begin_read()?;
     let table = match txn.open_table(USER_ALIASES) {
         Ok(t) => t,

@@ -180,9 +180,14 @@ impl Committer {
     }
 
     fn idle(&mut self) {
-        if self.identity.durable_due() {
+        if self.index_behind || self.identity.stale() {
+            // Recover while idle too, so that the index (and WAL truncation,
+            // which waits for its durable LSN) heal without new traffic.
+            let _ = self.catch_up_index();
+        } else if self.identity.durable_due() {
             if let Err(e) = self.identity.make_durable() {
-                tracing::error!(error = %e, "identity index: durable commit failed; will retry");
+                tracing::error!(error = %e, "identity index: durable commit failed; will recover");
+                self.index_behind = true;
             }
         }
     }
@@ -242,14 +247,18 @@ impl Committer {
         }
     }
 
+    /// Heals the identity index after a failed update or a reopen of its
+    /// database: reopen if needed, reload its durable state, replay the WAL.
     fn catch_up_index(&mut self) -> Result<(), CommitError> {
-        if !self.index_behind {
+        if !self.index_behind && !self.identity.stale() {
             return Ok(());
         }
         let end = self.wal.end_lsn();
-        self.identity
-            .catch_up(self.wal.dir(), end)
-            .map_err(|e| CommitError::Identity(e.to_string()))?;
+        self.identity.recover(end).map_err(|e| {
+            tracing::error!(error = %e, "identity index: recovery failed; answering 503 until it succeeds");
+            CommitError::Identity(e.to_string())
+        })?;
+        tracing::info!("identity index recovered");
         self.index_behind = false;
         Ok(())
     }
@@ -299,10 +308,10 @@ impl Committer {
         let mut users = Vec::with_capacity(batch.pending.len());
         let mut syncs = Vec::new();
         for p in std::mem::take(&mut batch.pending) {
-            let known = self
-                .identity
-                .lookup(&p.aliases)
-                .map_err(|e| CommitError::Identity(e.to_string()))?;
+            let known = self.identity.lookup(&p.aliases).map_err(|e| {
+                self.index_behind = true;
+                CommitError::Identity(e.to_string())
+            })?;
             let known = self.overlay.over(known, &p.aliases);
             let user = match resolve(&known, &p.aliases) {
                 Some(user) => user,

@@ -14,6 +14,7 @@ pub mod config;
 pub mod doctor;
 pub mod event;
 pub mod identity;
+pub mod index_db;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;

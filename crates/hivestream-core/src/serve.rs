@@ -19,10 +19,11 @@ use thiserror::Error;
 use crate::cohorts::{run_snapshotter, CohortStore};
 use crate::config::Config;
 use crate::identity::{IdentityError, IdentityIndex};
+use crate::index_db::IndexDb;
 use crate::ingest::spawn_committer;
 use crate::keys::WorkerId;
 use crate::router::upload::run_uploader;
-use crate::router::{Router, RouterConfig, RouterError};
+use crate::router::{run_router, Router, RouterConfig, RouterError};
 use crate::server::{app, AppState};
 use crate::shared::Shared;
 use crate::sink::{build_store, SinkError};
@@ -52,15 +53,6 @@ pub enum ServeError {
     WorkerId(String),
     #[error(transparent)]
     Identity(#[from] IdentityError),
-}
-
-/// Opens the index with a bounded page cache (redb's default is 1 GiB,
-/// which would let memory grow with the number of aliases and cohorts).
-fn open_db(path: &Path, cache_bytes: usize) -> Result<redb::Database, ServeError> {
-    redb::Builder::new()
-        .set_cache_size(cache_bytes)
-        .create(path)
-        .map_err(|e| IdentityError::Db(format!("{}: {e}", path.display())).into())
 }
 
 fn data_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
@@ -129,10 +121,7 @@ pub async fn serve(
             "WAL: cut a torn tail left by a crash (never acknowledged)"
         );
     }
-    let db = Arc::new(open_db(
-        &cfg.data_dir.join("index.redb"),
-        cfg.index_cache_bytes,
-    )?);
+    let db = IndexDb::open(&cfg.data_dir.join("index.redb"), cfg.index_cache_bytes)?;
     let identity = IdentityIndex::open(Arc::clone(&db), wal.dir(), wal.end_lsn())?;
     let shared = Arc::new(Shared::default());
     let (appender, committer) =
@@ -148,10 +137,11 @@ pub async fn serve(
         level: cfg.compression_level,
         shutdown_timeout: cfg.shutdown_timeout,
     };
-    let router = Router::open(router_cfg, Arc::clone(&shared), upload_tx, done_rx)?;
+    let first = Router::open(router_cfg.clone(), Arc::clone(&shared), upload_tx.clone())?;
+    let router_shared = Arc::clone(&shared);
     let router = std::thread::Builder::new()
         .name("router".into())
-        .spawn(move || router.run())
+        .spawn(move || run_router(router_cfg, router_shared, upload_tx, done_rx, first))
         .expect("spawn router thread");
     tokio::spawn(run_uploader(
         store,

@@ -5,6 +5,7 @@
 //! segments below `checkpoint`, which the router publishes after making it
 //! durable in its ledger.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -49,10 +50,19 @@ pub struct Shared {
     pub backlog_full: AtomicBool,
     /// Wakes the router (new commits, finished uploads, shutdown).
     pub router_wake: Signal,
+    /// Ids of sealed files handed to the uploader and not yet uploaded. The
+    /// router adds an id before it sends the job and the uploader removes it
+    /// when the file is in the bucket, so a restarted router knows which
+    /// spool files are still being read and must not rebuild them.
+    pub in_flight: Mutex<HashSet<u64>>,
 }
 
 impl Shared {
     pub fn committed(&self) -> u64 {
         self.committed.load(Ordering::Acquire)
+    }
+
+    pub fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -4,7 +4,7 @@ use super::*;
 
 fn store() -> (tempfile::TempDir, CohortStore) {
     let dir = tempfile::tempdir().unwrap();
-    let db = Arc::new(Database::create(dir.path().join("db.redb")).unwrap());
+    let db = crate::index_db::IndexDb::open(&dir.path().join("db.redb"), 1 << 20).unwrap();
     (dir, CohortStore::new(db).unwrap())
 }
 

@@ -217,7 +217,9 @@ impl Ledger {
         id
     }
 
-    fn compact(&mut self) -> Result<(), RouterError> {
+    /// Rewrites the ledger with only what is still needed (temp file,
+    /// fsync, rename, fsync of the directory).
+    pub fn compact(&mut self) -> Result<(), RouterError> {
         let tmp = self.path.with_extension("tmp");
         let mut buf = Vec::new();
         let cp = Entry::Checkpoint {

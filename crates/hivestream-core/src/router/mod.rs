@@ -16,10 +16,11 @@
 
 mod file;
 pub mod ledger;
+mod supervisor;
 pub mod upload;
 
-use std::collections::HashMap;
-use std::path::PathBuf;
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
@@ -29,6 +30,7 @@ use thiserror::Error;
 
 pub use file::{FileBuilder, Finished};
 use ledger::{Ledger, Seal};
+pub use supervisor::run_router;
 pub use upload::UploadJob;
 
 use crate::keys::{object_key, Partition, WorkerId};
@@ -85,25 +87,23 @@ pub struct Router {
     /// Rebuilds of pending seals, by seal id.
     rebuilding: HashMap<u64, FileBuilder>,
     uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
-    done_rx: mpsc::Receiver<u64>,
 }
 
 impl Router {
-    /// Opens the ledger and positions the reader at the checkpoint.
+    /// Opens the ledger and positions the reader at the checkpoint. Spool
+    /// files are deleted unless an upload still reads them.
     pub fn open(
         cfg: RouterConfig,
         shared: Arc<Shared>,
         uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
-        done_rx: mpsc::Receiver<u64>,
     ) -> Result<Self, RouterError> {
         let dir = cfg.data_dir.join("router");
         let spool = dir.join("spool");
-        let _ = std::fs::remove_dir_all(&spool);
-        std::fs::create_dir_all(&spool).map_err(|source| RouterError::Io {
-            path: spool.clone(),
-            source,
-        })?;
-        let ledger = Ledger::open(&dir.join("ledger"))?;
+        clean_spool(&spool, &shared.in_flight())?;
+        let mut ledger = Ledger::open(&dir.join("ledger"))?;
+        // Rewrite it whole: an entry that reached the file before a failed
+        // fsync may not be durable, and the router is about to act on it.
+        ledger.compact()?;
         let checkpoint = ledger.state.checkpoint;
         shared.checkpoint.store(checkpoint, Ordering::Release);
         let mut known: HashMap<Partition, Vec<KnownSeal>> = HashMap::new();
@@ -130,17 +130,16 @@ impl Router {
             known,
             rebuilding: HashMap::new(),
             uploads,
-            done_rx,
         })
     }
 
     /// Runs until input is closed and everything is sealed and uploaded (or
     /// the shutdown timeout passes).
-    pub fn run(mut self) -> Result<(), RouterError> {
+    pub fn run(&mut self, done: &mpsc::Receiver<u64>) -> Result<(), RouterError> {
         let mut shutdown_since: Option<Instant> = None;
         loop {
             let seen = self.shared.router_wake.generation();
-            self.collect_done()?;
+            self.collect_done(done)?;
             let routed = self.route_some()?;
             self.seal_expired()?;
             self.advance_checkpoint()?;
@@ -239,7 +238,9 @@ impl Router {
         lsn: u64,
         rec: &Record<'_>,
     ) -> Result<(), RouterError> {
-        if done {
+        // Uploaded, or still being uploaded by a job from before an
+        // in-process restart: its records are in that file already.
+        if done || self.shared.in_flight().contains(&seal.id) {
             return Ok(());
         }
         let spool_err = self.spool_err();
@@ -306,6 +307,7 @@ impl Router {
 
     fn send_upload(&self, id: u64, key: String, f: Finished) {
         METRICS.pending_uploads.add(1);
+        self.shared.in_flight().insert(id);
         let job = UploadJob {
             id,
             key,
@@ -351,8 +353,8 @@ impl Router {
         Ok(())
     }
 
-    fn collect_done(&mut self) -> Result<(), RouterError> {
-        let ids: Vec<u64> = self.done_rx.try_iter().collect();
+    fn collect_done(&mut self, done: &mpsc::Receiver<u64>) -> Result<(), RouterError> {
+        let ids: Vec<u64> = done.try_iter().collect();
         if !ids.is_empty() {
             self.ledger.done(&ids)?;
         }
@@ -380,4 +382,27 @@ impl Router {
         }
         Ok(())
     }
+}
+
+/// Creates the spool directory and deletes every file in it except the
+/// sealed files in `keep` (their uploads are still running).
+fn clean_spool(spool: &Path, keep: &HashSet<u64>) -> Result<(), RouterError> {
+    let io = |source| RouterError::Io {
+        path: spool.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(spool).map_err(io)?;
+    for entry in std::fs::read_dir(spool).map_err(io)? {
+        let path = entry.map_err(io)?.path();
+        let id = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".jsonl.gz"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if id.is_some_and(|id| keep.contains(&id)) {
+            continue;
+        }
+        std::fs::remove_file(&path).map_err(io)?;
+    }
+    Ok(())
 }

@@ -76,6 +76,7 @@ pub async fn run_uploader(
             upload_with_retry(store.as_ref(), &job).await;
             let _ = tokio::fs::remove_file(&job.path).await;
             METRICS.pending_uploads.sub(1);
+            shared.in_flight().remove(&job.id);
             let _ = done.send(job.id);
             shared.router_wake.notify();
             drop(permit);

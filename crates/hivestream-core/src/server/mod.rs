@@ -27,7 +27,7 @@ use crate::shared::Shared;
 pub struct AppState {
     pub appender: Appender,
     /// The identity index.
-    pub db: Arc<redb::Database>,
+    pub db: Arc<crate::index_db::IndexDb>,
     pub cohorts: crate::cohorts::CohortStore,
     pub shared: Arc<Shared>,
     pub api_keys: Vec<Secret>,

@@ -1,0 +1,66 @@
+//! Keeps the router running through errors.
+//!
+//! A router error (a full disk while writing a spool file or the ledger, a
+//! WAL read that fails) does not stop routing for good: the router is
+//! dropped and opened again from its durable state after a backoff, exactly
+//! as after a crash. That is safe for the same reason a crash is: the ledger
+//! and the WAL say which records are in which sealed file, and a replay
+//! rebuilds the same files. Uploads still running from before the restart
+//! keep their spool files (see [`Shared::in_flight`]).
+//!
+//! While input is closed (shutdown) the supervisor gives up after the
+//! shutdown timeout, like the router itself: what is left uploads at the
+//! next start.
+
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use super::upload::{Backoff, UploadJob};
+use super::{Router, RouterConfig, RouterError};
+use crate::metrics::METRICS;
+use crate::shared::Shared;
+
+/// Runs the router until it finishes (shutdown), restarting it after
+/// errors. Returns an error only when the router cannot even be opened at
+/// start-up (a configuration or permission problem the operator must see).
+pub fn run_router(
+    cfg: RouterConfig,
+    shared: Arc<Shared>,
+    uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
+    done: mpsc::Receiver<u64>,
+    first: Router,
+) -> Result<(), RouterError> {
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut router = Some(first);
+    let mut closed_since: Option<Instant> = None;
+    loop {
+        let started = Instant::now();
+        let result = match router.take() {
+            Some(mut r) => r.run(&done),
+            None => Router::open(cfg.clone(), Arc::clone(&shared), uploads.clone())
+                .and_then(|mut r| r.run(&done)),
+        };
+        let Err(e) = result else {
+            return Ok(());
+        };
+        METRICS.router_restarts.inc();
+        if started.elapsed() > Duration::from_secs(60) {
+            // A failure after a long healthy run starts a fresh backoff.
+            backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+        }
+        let delay = backoff.next_delay();
+        tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64,
+            "router failed; restarting it from its ledger and the WAL");
+        if shared.input_closed.load(Ordering::Acquire) {
+            let since = *closed_since.get_or_insert_with(Instant::now);
+            if since.elapsed() >= cfg.shutdown_timeout {
+                tracing::warn!(
+                    "router: shutdown timeout while failing; the rest uploads at next start"
+                );
+                return Ok(());
+            }
+        }
+        std::thread::sleep(delay);
+    }
+}
