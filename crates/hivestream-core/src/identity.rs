@@ -185,6 +185,7 @@ impl IdentityIndex {
         write_links(&db, links, end, durable)?;
         self.applied = end;
         if durable {
+            crate::failpoint::hit("identity.after_durable");
             self.durable = end;
             self.durable_at = Instant::now();
         }

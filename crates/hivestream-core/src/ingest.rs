@@ -12,7 +12,8 @@
 //!
 //! The committer also owns WAL truncation: it deletes segments below both the
 //! router's checkpoint and the identity index's durable LSN, and it refuses
-//! new records while the WAL holds more than `max_backlog_bytes`.
+//! new records while more than `max_backlog_bytes` of the WAL wait for
+//! upload.
 
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
@@ -236,6 +237,7 @@ impl Committer {
     }
 
     fn committed(&mut self, end: u64, links: &[Link], bytes: usize, records: u64) {
+        crate::failpoint::hit("commit.after_sync");
         self.shared.committed.store(end, Ordering::Release);
         self.shared.router_wake.notify();
         METRICS.wal_commits.inc();
@@ -270,7 +272,7 @@ impl Committer {
         mut batch: Batch,
         links: &mut Vec<Link>,
     ) -> Result<(Resolved, u64), CommitError> {
-        let backlog = self.wal.disk_bytes() + self.wal.staged_bytes() as u64;
+        let backlog = self.backlog() + self.wal.staged_bytes() as u64;
         if backlog + batch.buf.len() as u64 > self.max_backlog_bytes {
             self.shared.backlog_full.store(true, Ordering::Release);
             return Err(CommitError::BacklogFull(backlog));
@@ -340,10 +342,22 @@ impl Committer {
         Ok((users, syncs))
     }
 
-    fn truncate(&mut self) {
+    /// The LSN from which the WAL must be kept: below it every record is
+    /// uploaded and in the durable identity index.
+    fn keep_from(&self) -> u64 {
         let checkpoint = self.shared.checkpoint.load(Ordering::Acquire);
-        let keep_from = checkpoint.min(self.identity.durable_lsn());
-        if let Err(e) = self.wal.truncate_before(keep_from) {
+        checkpoint.min(self.identity.durable_lsn())
+    }
+
+    /// Committed bytes not yet safe to delete: what `max_backlog_bytes`
+    /// bounds. (Disk use is this plus at most one segment, which is only
+    /// deleted whole.)
+    fn backlog(&self) -> u64 {
+        self.wal.end_lsn().saturating_sub(self.keep_from())
+    }
+
+    fn truncate(&mut self) {
+        if let Err(e) = self.wal.truncate_before(self.keep_from()) {
             tracing::error!(error = %e, "WAL truncation failed; will retry");
         }
         self.publish_size();
@@ -353,7 +367,9 @@ impl Committer {
         let bytes = self.wal.disk_bytes();
         self.shared.wal_bytes.store(bytes, Ordering::Relaxed);
         METRICS.wal_bytes.set(bytes);
-        if bytes < self.max_backlog_bytes {
+        let backlog = self.backlog();
+        METRICS.backlog_bytes.set(backlog);
+        if backlog < self.max_backlog_bytes {
             self.shared.backlog_full.store(false, Ordering::Release);
         }
     }

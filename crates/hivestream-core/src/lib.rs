@@ -13,6 +13,7 @@ pub mod cohorts;
 pub mod config;
 pub mod doctor;
 pub mod event;
+pub mod failpoint;
 pub mod identity;
 pub mod index_db;
 pub mod ingest;

@@ -105,6 +105,15 @@ fn worker_id(cfg: &Config) -> Result<WorkerId, ServeError> {
     Ok(WorkerId::parse(&id).expect("generated ids are valid"))
 }
 
+/// Segments are deleted whole, so their size is the granularity of space
+/// reclaim: an eighth of the backlog limit, between 1 and 64 MiB, so that a
+/// small backlog limit (a small disk) is not defeated by a big segment.
+fn wal_options(max_backlog_bytes: u64) -> WalOptions {
+    WalOptions {
+        segment_bytes: (max_backlog_bytes / 8).clamp(1 << 20, 64 << 20),
+    }
+}
+
 /// Runs the collector and router until `shutdown` resolves; prints
 /// `listening on ADDR` on stdout once the socket is bound.
 pub async fn serve(
@@ -114,7 +123,7 @@ pub async fn serve(
     let _lock = lock_data_dir(&cfg.data_dir)?;
     let worker = worker_id(&cfg)?;
     let store = build_store(&cfg)?;
-    let (wal, recovery) = Wal::open(cfg.data_dir.join("wal"), WalOptions::default())?;
+    let (wal, recovery) = Wal::open(cfg.data_dir.join("wal"), wal_options(cfg.max_backlog_bytes))?;
     if recovery.truncated_bytes > 0 {
         tracing::warn!(
             bytes = recovery.truncated_bytes,

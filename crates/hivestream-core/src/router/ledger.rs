@@ -243,6 +243,7 @@ impl Ledger {
         f.write_all(&buf)
             .and_then(|()| f.sync_all())
             .map_err(io(&tmp))?;
+        crate::failpoint::hit("ledger.compact_before_rename");
         fs::rename(&tmp, &self.path).map_err(io(&self.path))?;
         let dir = self.path.parent().unwrap_or(Path::new("."));
         File::open(dir)

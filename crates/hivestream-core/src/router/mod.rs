@@ -300,6 +300,7 @@ impl Router {
             key: key.clone(),
             records: f.records,
         })?;
+        crate::failpoint::hit("router.after_seal");
         METRICS.files_sealed.inc();
         self.send_upload(f.id, key, f);
         Ok(())
@@ -357,6 +358,7 @@ impl Router {
         let ids: Vec<u64> = done.try_iter().collect();
         if !ids.is_empty() {
             self.ledger.done(&ids)?;
+            crate::failpoint::hit("router.after_done");
         }
         Ok(())
     }
@@ -378,6 +380,7 @@ impl Router {
         METRICS.open_files.set(self.open.len() as u64);
         if low > self.ledger.state.checkpoint {
             self.ledger.checkpoint(low)?;
+            crate::failpoint::hit("router.after_checkpoint");
             self.shared.checkpoint.store(low, Ordering::Release);
         }
         Ok(())

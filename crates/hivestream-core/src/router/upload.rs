@@ -74,6 +74,7 @@ pub async fn run_uploader(
         let (store, done, shared) = (Arc::clone(&store), done.clone(), Arc::clone(&shared));
         tasks.spawn(async move {
             upload_with_retry(store.as_ref(), &job).await;
+            crate::failpoint::hit("upload.after_put");
             let _ = tokio::fs::remove_file(&job.path).await;
             METRICS.pending_uploads.sub(1);
             shared.in_flight().remove(&job.id);

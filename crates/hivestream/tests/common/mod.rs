@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod load;
+pub mod verify;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -43,6 +46,8 @@ pub struct Setup {
     pub backend: Backend,
     pub prefix: String,
     pub extra: Vec<String>,
+    /// Extra environment for the server process.
+    pub env: Vec<(String, String)>,
 }
 
 impl Setup {
@@ -54,6 +59,7 @@ impl Setup {
             backend,
             prefix,
             extra: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -80,6 +86,22 @@ impl Setup {
 
     /// Starts the server and waits until it listens.
     pub fn start(&self, flush: &str) -> Server {
+        self.try_start(flush).unwrap_or_else(|| {
+            panic!(
+                "the server exited before listening; see {}",
+                self.log_path().display()
+            )
+        })
+    }
+
+    /// The server's stderr, appended across restarts.
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.path().join("server.log")
+    }
+
+    /// Starts the server; `None` when it exits before listening (a
+    /// failpoint at start-up, say).
+    pub fn try_start(&self, flush: &str) -> Option<Server> {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_hivestream"));
         cmd.arg("serve")
             .arg("--listen")
@@ -91,18 +113,22 @@ impl Setup {
             .args(self.sink_args())
             .args(&self.extra)
             .env("HIVESTREAM_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file(self.dir.path())));
         let mut child = cmd.spawn().expect("spawn hivestream");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        let addr = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected: {line:?}"))
-            .to_string();
-        Server { child, addr }
+        let Some(addr) = line.trim().strip_prefix("listening on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        };
+        Some(Server {
+            child,
+            addr: addr.to_string(),
+        })
     }
 
     /// The store the server writes to, as the tests read it.
@@ -190,7 +216,7 @@ pub struct Server {
 
 impl Server {
     pub fn kill9(mut self) {
-        self.child.kill().unwrap();
+        let _ = self.child.kill();
         self.child.wait().unwrap();
     }
 
@@ -217,6 +243,42 @@ impl Server {
 
     pub fn get(&self, path: &str) -> Response {
         request(&self.addr, "GET", path, &[], b"")
+    }
+
+    /// An unlabelled sample from `GET /metrics`.
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        let text = String::from_utf8(self.get("/metrics").body).ok()?;
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+    }
+
+    /// Polls `check` every 100 ms until it holds or `timeout` passes.
+    pub fn wait_until(&self, timeout: Duration, mut check: impl FnMut(&Server) -> bool) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if check(self) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        check(self)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Waits up to `timeout` for the process to exit by itself; true if it did.
+    pub fn exited_within(&mut self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        false
     }
 }
 
@@ -301,6 +363,20 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
         headers,
         body,
     })
+}
+
+/// An event with `pad` bytes of filler in its properties (for suites that
+/// need volume to fill a backlog or a disk).
+pub fn event_json_padded(i: usize, pad: usize) -> String {
+    if pad == 0 {
+        return event_json(i);
+    }
+    let filler: String = (0..pad)
+        .map(|k| (b'a' + ((i + k * 7) % 26) as u8) as char)
+        .collect();
+    format!(
+        r#"{{"name":"Pageview","user_id":"{UID}","segments":[{i}],"properties":{{"i":{i},"pad":"{filler}"}}}}"#
+    )
 }
 
 pub fn event_json(i: usize) -> String {

@@ -1,0 +1,142 @@
+//! Checks of what is in the bucket, shared by every suite: key layout,
+//! content hash in the name, field order, and exactly-once delivery of a
+//! set of acknowledged event ids.
+
+use std::collections::{HashMap, HashSet};
+
+use super::{event_counts, Setup};
+
+pub const FIELDS: [&str; 9] = [
+    "event_id",
+    "time",
+    "name",
+    "user_id",
+    "session_id",
+    "view_id",
+    "segments",
+    "cohorts",
+    "properties",
+];
+
+/// Checks a key is `type=events/year=YYYY/month=MM/day=DD/hour=HH/{13 digits}-{16 hex}-{worker}.jsonl.gz`
+/// and agrees with its records' times and content.
+pub fn check_key(key: &str, lines: &[String]) {
+    let parts: Vec<&str> = key.split('/').collect();
+    assert_eq!(parts.len(), 6, "{key}");
+    assert_eq!(parts[0], "type=events");
+    let first: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    let time = first["time"].as_str().unwrap();
+    assert_eq!(parts[1], format!("year={}", &time[0..4]), "{key}");
+    assert_eq!(parts[2], format!("month={}", &time[5..7]), "{key}");
+    assert_eq!(parts[3], format!("day={}", &time[8..10]), "{key}");
+    assert_eq!(parts[4], format!("hour={}", &time[11..13]), "{key}");
+    let name = parts[5].strip_suffix(".jsonl.gz").unwrap();
+    let mut pieces = name.splitn(3, '-');
+    let (ts, hash, worker) = (
+        pieces.next().unwrap(),
+        pieces.next().unwrap(),
+        pieces.next().unwrap(),
+    );
+    assert_eq!(ts.len(), 13, "{key}");
+    assert!(
+        hash.len() == 16
+            && hash
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "{key}"
+    );
+    assert!(
+        !worker.is_empty()
+            && worker
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_'),
+        "{key}"
+    );
+    let mut content = lines.join("\n");
+    content.push('\n');
+    assert_eq!(
+        format!("{:016x}", xxhash_rust::xxh3::xxh3_64(content.as_bytes())),
+        hash,
+        "{key}: hash is of the content"
+    );
+    for line in lines {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            v["time"].as_str().unwrap().starts_with(&time[..13]),
+            "{key}: record of another hour"
+        );
+    }
+}
+
+/// Checks one `events` line has the contract's fields, in order.
+pub fn check_line(line: &str) {
+    let positions: Vec<usize> = FIELDS
+        .iter()
+        .map(|f| {
+            line.find(&format!("\"{f}\":"))
+                .unwrap_or_else(|| panic!("{f} missing: {line}"))
+        })
+        .collect();
+    assert!(
+        positions.windows(2).all(|w| w[0] < w[1]),
+        "field order: {line}"
+    );
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    assert_eq!(v.as_object().unwrap().len(), 9, "{line}");
+    let t = v["time"].as_str().unwrap();
+    assert!(
+        t.len() == 24 && t.ends_with('Z') && &t[19..20] == ".",
+        "{t}"
+    );
+}
+
+/// What the bucket holds, measured against the acknowledged ids.
+#[derive(Debug)]
+pub struct Delivery {
+    pub acknowledged: usize,
+    pub found: usize,
+    pub missing: usize,
+    pub duplicated: usize,
+    pub objects: usize,
+}
+
+/// Reads every object back, checks every events key and line, and asserts
+/// that each acknowledged id is there exactly once and that no id (even an
+/// unacknowledged one, whose request died with the server) is there twice.
+pub fn assert_exactly_once(setup: &Setup, acked: &[String]) -> Delivery {
+    let objects = setup.objects();
+    for (key, lines) in objects
+        .iter()
+        .filter(|(k, _)| k.starts_with("type=events/"))
+    {
+        check_key(key, lines);
+        lines.iter().for_each(|l| check_line(l));
+    }
+    let counts: HashMap<String, usize> = event_counts(&objects);
+    let acked_set: HashSet<&String> = acked.iter().collect();
+    assert_eq!(
+        acked_set.len(),
+        acked.len(),
+        "the server gave an event id twice"
+    );
+    let missing: Vec<&&String> = acked_set
+        .iter()
+        .filter(|id| !counts.contains_key(**id))
+        .collect();
+    let duplicated: Vec<(&String, &usize)> = counts.iter().filter(|(_, &n)| n > 1).collect();
+    let delivery = Delivery {
+        acknowledged: acked.len(),
+        found: counts.len(),
+        missing: missing.len(),
+        duplicated: duplicated.len(),
+        objects: objects.len(),
+    };
+    assert!(
+        missing.is_empty() && duplicated.is_empty(),
+        "{:?}: {delivery:?}; missing e.g. {:?}, duplicated e.g. {:?}",
+        setup.backend,
+        missing.iter().take(3).collect::<Vec<_>>(),
+        duplicated.iter().take(3).collect::<Vec<_>>()
+    );
+    delivery
+}
