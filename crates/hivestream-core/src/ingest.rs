@@ -369,7 +369,9 @@ impl Committer {
         METRICS.wal_bytes.set(bytes);
         let backlog = self.backlog();
         METRICS.backlog_bytes.set(backlog);
-        if backlog < self.max_backlog_bytes {
+        // Hysteresis: once a write was refused, report "full" (readyz 503)
+        // until there is room for more than a trickle again.
+        if backlog < self.max_backlog_bytes / 10 * 9 {
             self.shared.backlog_full.store(false, Ordering::Release);
         }
     }

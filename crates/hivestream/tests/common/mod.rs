@@ -48,6 +48,8 @@ pub struct Setup {
     pub extra: Vec<String>,
     /// Extra environment for the server process.
     pub env: Vec<(String, String)>,
+    /// The server's data dir (default `{dir}/data`).
+    pub data: PathBuf,
 }
 
 impl Setup {
@@ -55,16 +57,17 @@ impl Setup {
         let dir = tempfile::tempdir().unwrap();
         let prefix = format!("t-{name}-{}", std::process::id());
         Self {
-            dir,
             backend,
             prefix,
             extra: Vec::new(),
             env: Vec::new(),
+            data: dir.path().join("data"),
+            dir,
         }
     }
 
     pub fn data_dir(&self) -> PathBuf {
-        self.dir.path().join("data")
+        self.data.clone()
     }
 
     fn sink_args(&self) -> Vec<String> {

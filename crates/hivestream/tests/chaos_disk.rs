@@ -1,0 +1,220 @@
+//! Disk full: the data dir lives on a small filesystem (a loop-mounted ext4
+//! image, where ENOSPC can surface at fsync as on a real disk; tmpfs when
+//! loop devices are not available), which is filled up under load.
+//!
+//! Expected: writes get 503 with `Retry-After` (never a 2xx for data that
+//! could not be made durable, never a 500 or a dropped connection); health
+//! and reads keep working; when space returns, writes succeed again without
+//! a restart; the WAL is not corrupted (a restart opens it cleanly); every
+//! acknowledged event is in the bucket exactly once.
+//!
+//! Mounting needs root (CAP_SYS_ADMIN); without it the test says so and
+//! skips.
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::load::{Load, LoadShape};
+use common::verify::assert_exactly_once;
+use common::*;
+
+/// A small mounted filesystem, unmounted on drop.
+struct SmallFs {
+    _base: tempfile::TempDir,
+    mount: PathBuf,
+    kind: &'static str,
+}
+
+fn run(cmd: &str, args: &[&str]) -> bool {
+    Command::new(cmd)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+impl SmallFs {
+    fn mount(mib: u64) -> Option<Self> {
+        let base = tempfile::tempdir().unwrap();
+        let mount = base.path().join("mnt");
+        std::fs::create_dir(&mount).unwrap();
+        let image = base.path().join("fs.img");
+        let (m, i) = (mount.to_str().unwrap(), image.to_str().unwrap());
+        let size = format!("{mib}M");
+        let ext4 = run("truncate", &["-s", &size, i])
+            && run("mkfs.ext4", &["-q", "-F", i])
+            && run("mount", &["-o", "loop", i, m]);
+        if ext4 {
+            return Some(Self {
+                _base: base,
+                mount,
+                kind: "ext4 on a loop device",
+            });
+        }
+        let opt = format!("size={mib}m");
+        run("mount", &["-t", "tmpfs", "-o", &opt, "tmpfs", m]).then_some(Self {
+            _base: base,
+            mount,
+            kind: "tmpfs",
+        })
+    }
+}
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        run("umount", &["-l", self.mount.to_str().unwrap()]);
+    }
+}
+
+/// Writes a file until the filesystem is full; returns its size.
+fn fill(path: &Path) -> u64 {
+    let mut f = std::fs::File::create(path).unwrap();
+    let chunk = vec![0x5a; 256 << 10];
+    let mut written = 0;
+    loop {
+        match f.write(&chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => written += n as u64,
+        }
+    }
+    let _ = f.sync_all();
+    written
+}
+
+#[test]
+fn full_disk_answers_503_and_recovers_without_restart() {
+    let Some(fs) = SmallFs::mount(48) else {
+        eprintln!("cannot mount a small filesystem here (needs root); skipped");
+        return;
+    };
+    let mut setup = Setup::new(Backend::Local, "diskfull");
+    setup.data = fs.mount.join("data");
+    setup.extra = vec!["--max-backlog-bytes".into(), (256u64 << 20).to_string()];
+    let server = setup.start("300ms");
+    let shape = LoadShape {
+        workers: 2,
+        batch: 40,
+        pause: Duration::from_millis(10),
+        pad: 1000,
+    };
+    let load = Load::start(&server.addr, shape, Arc::new(AtomicUsize::new(0)));
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(load.stats().count(200) > 0);
+
+    let filler = fs.mount.join("filler");
+    let filled = fill(&filler);
+    let full = server.wait_until(Duration::from_secs(30), |_| {
+        load.stats().first_unavailable.is_some()
+    });
+    assert!(
+        full,
+        "no 503 after the disk filled up ({filled} bytes of filler)"
+    );
+    let full_since = Instant::now();
+    while full_since.elapsed() < Duration::from_secs(5) {
+        assert_eq!(
+            server.get("/healthz").status,
+            200,
+            "health while the disk is full"
+        );
+        assert_eq!(
+            server.get("/v2/cohorts").status,
+            200,
+            "reads while the disk is full"
+        );
+        let status = identify(&server, "during").status;
+        assert!(
+            status == 200 || status == 503,
+            "identify while full: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    let recovered = server.wait_until(Duration::from_secs(60), |_| {
+        load.stats()
+            .last_ok
+            .is_some_and(|t| t > freed + Duration::from_millis(500))
+    });
+    assert!(
+        recovered,
+        "writes did not succeed again after space returned"
+    );
+    let identified = server.wait_until(Duration::from_secs(30), |s| {
+        identify(s, "after").status == 200
+    });
+    assert!(
+        identified,
+        "identify did not work again after space returned"
+    );
+    let aliases = server.get(&format!("/v2.0/users/{UID}/aliases")).json();
+    assert!(
+        aliases
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == "after"),
+        "{aliases}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let stats = load.stop();
+    let commit_errors = server
+        .metric("hivestream_wal_commit_errors_total")
+        .unwrap_or(0.0);
+    let router_restarts = server
+        .metric("hivestream_router_restarts_total")
+        .unwrap_or(0.0);
+    let index_reopens = server
+        .metric("hivestream_index_reopens_total")
+        .unwrap_or(0.0);
+    assert_eq!(server.terminate(), 0);
+
+    // The WAL and the router's state open cleanly after all that.
+    let again = setup.start("300ms");
+    assert_eq!(again.terminate(), 0);
+    let log = std::fs::read_to_string(setup.log_path()).unwrap();
+    assert!(
+        !log.contains("corrupt"),
+        "corruption reported after the disk-full episode"
+    );
+
+    let unexpected: Vec<_> = stats
+        .statuses
+        .keys()
+        .filter(|s| **s != 200 && **s != 503)
+        .collect();
+    assert!(
+        unexpected.is_empty(),
+        "statuses other than 200/503: {:?}",
+        stats.statuses
+    );
+    assert_eq!(
+        stats.unavailable_without_retry_after, 0,
+        "503 without Retry-After"
+    );
+    let d = assert_exactly_once(&setup, &stats.acked);
+    eprintln!(
+        "disk full on {}: {filled} bytes of filler; {commit_errors} failed WAL commits, \
+         {router_restarts} router restarts, {index_reopens} index reopens; statuses {:?}; \
+         recovered {:.1}s after space returned; {} acknowledged, {} found, {} missing, {} duplicated",
+        fs.kind,
+        stats.statuses,
+        stats.last_ok.map_or(0.0, |t| (t - freed).as_secs_f64()),
+        d.acknowledged,
+        d.found,
+        d.missing,
+        d.duplicated
+    );
+}
+
+fn identify(server: &Server, id: &str) -> Response {
+    let body =
+        format!(r#"{{"user_id":"{UID}","aliases":[{{"priority":0,"tag":"device","id":"{id}"}}]}}"#);
+    server.post("/v2.0/identify", &[JSON], body.as_bytes())
+}
