@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod load;
+pub mod proxy;
 pub mod verify;
 
 use std::collections::HashMap;
@@ -26,6 +27,19 @@ pub const UID: &str = "0b1e4c7c-1f53-4d8e-9a4e-7f1c2d3e4f50";
 pub enum Backend {
     Local,
     S3 { endpoint: String, bucket: String },
+}
+
+impl Backend {
+    /// The same S3 bucket reached through another endpoint (a proxy).
+    pub fn via(&self, endpoint: &str) -> Backend {
+        match self {
+            Backend::S3 { bucket, .. } => Backend::S3 {
+                endpoint: endpoint.to_string(),
+                bucket: bucket.clone(),
+            },
+            Backend::Local => Backend::Local,
+        }
+    }
 }
 
 /// Every backend this run can test: always the local directory, plus S3 when
@@ -374,8 +388,16 @@ pub fn event_json_padded(i: usize, pad: usize) -> String {
     if pad == 0 {
         return event_json(i);
     }
+    // Pseudo-random letters: compresses about as well as real text, so the
+    // bytes that reach the bucket grow with the load.
+    let mut x = (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let filler: String = (0..pad)
-        .map(|k| (b'a' + ((i + k * 7) % 26) as u8) as char)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (b'a' + (x % 26) as u8) as char
+        })
         .collect();
     format!(
         r#"{{"name":"Pageview","user_id":"{UID}","segments":[{i}],"properties":{{"i":{i},"pad":"{filler}"}}}}"#
