@@ -1,7 +1,8 @@
 //! End-to-end tests against the real binary, on every backend this run has
 //! (the local directory always; SeaweedFS when the test script started it):
-//! contents and layout of the objects, SIGTERM flushing, auth. Crashes,
-//! outages and a full disk are in the `chaos_*` suites.
+//! contents and layout of the objects, SIGTERM flushing. Crashes, outages
+//! and a full disk are in the `chaos_*` suites; malformed input and auth in
+//! `hostile`; secrets in `secrets`.
 
 mod common;
 
@@ -81,100 +82,4 @@ fn sigterm_seals_and_uploads_everything() {
         assert_eq!(counts.len(), 300, "{backend:?}");
         assert!(counts.values().all(|&c| c == 1));
     }
-}
-
-#[test]
-fn api_keys_are_required_when_configured() {
-    let mut setup = Setup::new(Backend::Local, "auth");
-    setup.extra = vec!["--api-key".into(), "s3cr3t-key".into()];
-    let server = setup.start("1s");
-    let body = event_json(0);
-    let r = server.post("/v2.0/events", &[JSON], body.as_bytes());
-    assert_eq!(r.status, 401);
-    assert_eq!(r.json()["error"]["status"], "Unauthorized");
-    assert_eq!(
-        server
-            .post(
-                "/v2.0/events",
-                &[JSON, ("x-api-key", "wrong")],
-                body.as_bytes()
-            )
-            .status,
-        401
-    );
-    assert_eq!(
-        server
-            .post(
-                "/v2.0/events",
-                &[JSON, ("x-api-key", "s3cr3t-key")],
-                body.as_bytes()
-            )
-            .status,
-        201
-    );
-    assert_eq!(
-        server
-            .post("/v2.0/events?k=s3cr3t-key", &[JSON], body.as_bytes())
-            .status,
-        201
-    );
-    assert_eq!(server.get("/healthz").status, 200);
-    assert_eq!(server.get("/readyz").status, 200);
-    let metrics = String::from_utf8(server.get("/metrics").body).unwrap();
-    assert!(
-        metrics.contains("hivestream_events_accepted_total 2"),
-        "{metrics}"
-    );
-    assert_eq!(server.terminate(), 0);
-    let log = std::fs::read_to_string(setup.dir.path().join("server.log")).unwrap();
-    assert!(
-        !log.contains("s3cr3t-key") && !metrics.contains("s3cr3t-key"),
-        "the API key leaked"
-    );
-}
-
-#[test]
-fn errors_use_the_envelope() {
-    let setup = Setup::new(Backend::Local, "errors");
-    let server = setup.start("1s");
-    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<u8>, u16);
-    let cases: Vec<Case> = vec![
-        ("/v2.0/events", vec![JSON], b"{".to_vec(), 400),
-        (
-            "/v2.0/events",
-            vec![JSON],
-            b"{\"name\":\"x\",\"user_id\":\"nope\"}".to_vec(),
-            400,
-        ),
-        (
-            "/v2.0/events",
-            vec![("content-type", "text/plain")],
-            b"{}".to_vec(),
-            415,
-        ),
-        (
-            "/v2.0/events",
-            vec![JSON, ("content-encoding", "br")],
-            b"{}".to_vec(),
-            415,
-        ),
-        ("/v2.0/events", vec![JSON], vec![b' '; 17 << 20], 413),
-        ("/v2.0/events/batch", vec![JSON], b"[]".to_vec(), 400),
-        ("/v2.0/nope", vec![JSON], b"{}".to_vec(), 404),
-    ];
-    for (path, headers, body, status) in cases {
-        let r = server.post(path, &headers, &body);
-        assert_eq!(
-            r.status,
-            status,
-            "{path} {headers:?}: {}",
-            String::from_utf8_lossy(&r.body)
-        );
-        let v = r.json();
-        assert!(v["request_id"].as_str().is_some_and(|s| s.len() == 36));
-        for f in ["status", "code", "message", "docs", "cause"] {
-            assert!(!v["error"][f].is_null(), "{f} missing in {v}");
-        }
-    }
-    assert_eq!(server.terminate(), 0);
 }

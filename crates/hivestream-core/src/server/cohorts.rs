@@ -28,11 +28,11 @@ fn to_api(e: CohortError) -> ApiError {
         CohortError::NotFound(_) => {
             ApiError::new(ErrorKind::NotFound, "no such cohort", format!("id: {e}"))
         }
-        CohortError::Db(_) => ApiError::new(
-            ErrorKind::Internal,
-            "the cohort store failed",
-            e.to_string(),
-        ),
+        // Storage failures (a full disk, say) are transient: the index is
+        // reopened and the next attempt can succeed.
+        CohortError::Db(_) => {
+            ApiError::unavailable("the cohort store could not be used", e.to_string(), 5)
+        }
     }
 }
 

@@ -127,10 +127,16 @@ pub async fn user_aliases(State(st): State<Arc<AppState>>, Path(id): Path<String
                 .collect();
             json(StatusCode::OK, serde_json::Value::Array(list))
         }
-        _ => ApiError::new(
+        Ok(Err(e)) => ApiError::unavailable(
+            "the identity index could not be read",
+            format!("index: {e}"),
+            5,
+        )
+        .into_response(),
+        Err(_) => ApiError::new(
             ErrorKind::Internal,
             "the identity index could not be read",
-            "index: read failed",
+            "index: read task failed",
         )
         .into_response(),
     }
