@@ -63,6 +63,10 @@ pub struct RawConfig {
     pub segment_snapshot_interval: Option<String>,
     /// Memory for the identity and cohort index's page cache. Default 32 MiB.
     pub index_cache_bytes: Option<usize>,
+    /// Refuse new writes (503) while the data disk has less free space than
+    /// this, so the router can always drain. Default 5% of the disk, 16 MiB
+    /// to 1 GiB; 0 turns the check off.
+    pub min_free_bytes: Option<u64>,
 }
 
 /// Generates [`RawConfig::overlay`] from the field list. The list must name
@@ -108,6 +112,7 @@ impl RawConfig {
         shutdown_timeout,
         segment_snapshot_interval,
         index_cache_bytes,
+        min_free_bytes,
     );
 }
 
@@ -161,6 +166,8 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     pub segment_snapshot_interval: Duration,
     pub index_cache_bytes: usize,
+    /// `None`: the default reserve for the data disk's size.
+    pub min_free_bytes: Option<u64>,
 }
 
 /// Why a configuration is invalid.
@@ -361,6 +368,7 @@ impl RawConfig {
                 1 << 20,
                 64 << 30,
             )?,
+            min_free_bytes: self.min_free_bytes,
         })
     }
 }

@@ -13,7 +13,8 @@
 //! The committer also owns WAL truncation: it deletes segments below both the
 //! router's checkpoint and the identity index's durable LSN, and it refuses
 //! new records while more than `max_backlog_bytes` of the WAL wait for
-//! upload.
+//! upload, or while the disk has less than `min_free_bytes` free (see
+//! [`crate::disk`]: the reserve that lets the router drain a full disk).
 
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
@@ -49,12 +50,22 @@ pub struct Batch {
     buf: Vec<u8>,
     ends: Vec<usize>,
     pending: Vec<PendingUser>,
+    /// Holds `sync_aliases` records: an alias change, which must reach the
+    /// identity index before the client hears 2xx (read-your-writes).
+    links: bool,
 }
 
 impl Batch {
     pub fn push(&mut self, rec: &Record<'_>) {
         rec.encode(&mut self.buf);
         self.ends.push(self.buf.len());
+        self.links |= rec.data_type == DataType::SyncAliases;
+    }
+
+    /// Whether committing this batch needs a healthy identity index: it
+    /// resolves users from aliases, or it changes aliases.
+    fn needs_index(&self) -> bool {
+        self.links || !self.pending.is_empty()
     }
 
     /// Pushes an event whose `user_id` the committer resolves from
@@ -91,6 +102,8 @@ impl Batch {
 pub enum CommitError {
     #[error("the local backlog is full ({0} bytes waiting for upload)")]
     BacklogFull(u64),
+    #[error("the data disk is almost full ({0} bytes free, below min_free_bytes)")]
+    DiskLow(u64),
     #[error("the write-ahead log could not be written: {0}")]
     Io(String),
     #[error("the identity index failed: {0}")]
@@ -127,11 +140,20 @@ impl Appender {
 
 /// Starts the committer thread. It stops when every [`Appender`] is dropped,
 /// then marks input closed so the router can finish.
+/// What the committer refuses beyond.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Most WAL bytes waiting for upload.
+    pub max_backlog_bytes: u64,
+    /// Least free space to leave on the data dir's filesystem.
+    pub min_free_bytes: u64,
+}
+
 pub fn spawn_committer(
     wal: Wal,
     identity: IdentityIndex,
     shared: Arc<Shared>,
-    max_backlog_bytes: u64,
+    limits: Limits,
 ) -> (Appender, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel();
     shared.committed.store(wal.end_lsn(), Ordering::Release);
@@ -140,9 +162,11 @@ pub fn spawn_committer(
         identity,
         shared,
         rx,
-        max_backlog_bytes,
+        limits,
+        free: u64::MAX,
         overlay: Overlay::default(),
         index_behind: false,
+        recovery: Pacer::new(),
     };
     let handle = std::thread::Builder::new()
         .name("wal-committer".into())
@@ -156,10 +180,47 @@ struct Committer {
     identity: IdentityIndex,
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Request>,
-    max_backlog_bytes: u64,
+    limits: Limits,
+    /// Free bytes on the WAL's filesystem, as of the current group.
+    free: u64,
     overlay: Overlay,
     /// The last index update failed: replay the WAL into it before resolving.
     index_behind: bool,
+    /// Paces recovery attempts while the index keeps failing (a full disk):
+    /// between attempts, groups fail fast instead of reopening each time.
+    recovery: Pacer,
+}
+
+/// Exponential pacing of retries: `ready` until a failure, then not again
+/// until a backoff (50 ms doubling to 2 s) has passed; reset on success.
+struct Pacer {
+    next: std::time::Instant,
+    delay: Duration,
+}
+
+impl Pacer {
+    const MIN: Duration = Duration::from_millis(50);
+    const MAX: Duration = Duration::from_secs(2);
+
+    fn new() -> Self {
+        Self {
+            next: std::time::Instant::now(),
+            delay: Self::MIN,
+        }
+    }
+
+    fn ready(&self) -> bool {
+        std::time::Instant::now() >= self.next
+    }
+
+    fn failed(&mut self) {
+        self.next = std::time::Instant::now() + self.delay;
+        self.delay = (self.delay * 2).min(Self::MAX);
+    }
+
+    fn succeeded(&mut self) {
+        self.delay = Self::MIN;
+    }
 }
 
 impl Committer {
@@ -201,16 +262,18 @@ impl Committer {
             bytes += next.batch.buf.len();
             group.push(next);
         }
-        if let Err(e) = self.catch_up_index() {
-            group
-                .into_iter()
-                .for_each(|r| drop(r.reply.send(Err(e.clone()))));
-            return;
-        }
+        // Only requests that resolve or change aliases need a healthy index;
+        // plain events go to the WAL while it recovers.
+        let index = self.catch_up_index();
+        self.free = self.measure_free();
         self.overlay.clear();
         let mut links = Vec::new();
         let mut staged = Vec::with_capacity(group.len());
         for req in group {
+            if let (Err(e), true) = (&index, req.batch.needs_index()) {
+                let _ = req.reply.send(Err(e.clone()));
+                continue;
+            }
             match self.stage(req.batch, &mut links) {
                 Ok((users, records)) => staged.push((req.reply, users, records)),
                 Err(e) => drop(req.reply.send(Err(e))),
@@ -243,6 +306,13 @@ impl Committer {
         METRICS.wal_commits.inc();
         METRICS.wal_records.add(records);
         METRICS.wal_bytes_written.add(bytes as u64);
+        if self.index_behind || self.identity.stale() {
+            // Never apply on top of a gap: a durable apply would record
+            // `end` as applied over links it never saw. Recovery replays
+            // this group's links from the WAL instead.
+            self.index_behind = true;
+            return;
+        }
         if let Err(e) = self.identity.apply(links, end) {
             tracing::error!(error = %e, "identity index update failed; replaying from the WAL before the next group");
             self.index_behind = true;
@@ -255,11 +325,18 @@ impl Committer {
         if !self.index_behind && !self.identity.stale() {
             return Ok(());
         }
+        if !self.recovery.ready() {
+            return Err(CommitError::Identity(
+                "the identity index is recovering from an error".into(),
+            ));
+        }
         let end = self.wal.end_lsn();
-        self.identity.recover(end).map_err(|e| {
+        if let Err(e) = self.identity.recover(end) {
+            self.recovery.failed();
             tracing::error!(error = %e, "identity index: recovery failed; answering 503 until it succeeds");
-            CommitError::Identity(e.to_string())
-        })?;
+            return Err(CommitError::Identity(e.to_string()));
+        }
+        self.recovery.succeeded();
         tracing::info!("identity index recovered");
         self.index_behind = false;
         Ok(())
@@ -273,10 +350,16 @@ impl Committer {
         links: &mut Vec<Link>,
     ) -> Result<(Resolved, u64), CommitError> {
         let backlog = self.backlog() + self.wal.staged_bytes() as u64;
-        if backlog + batch.buf.len() as u64 > self.max_backlog_bytes {
+        if backlog + batch.buf.len() as u64 > self.limits.max_backlog_bytes {
             self.shared.backlog_full.store(true, Ordering::Release);
             return Err(CommitError::BacklogFull(backlog));
         }
+        let reserve = self.limits.min_free_bytes;
+        if reserve > 0 && self.free < reserve + batch.buf.len() as u64 {
+            self.shared.disk_low.store(true, Ordering::Release);
+            return Err(CommitError::DiskLow(self.free));
+        }
+        self.free = self.free.saturating_sub(batch.buf.len() as u64);
         // Check every size first so that `append` cannot fail half-way
         // through a batch and leave part of it staged.
         if let Some(bad) = batch
@@ -342,6 +425,14 @@ impl Committer {
         Ok((users, syncs))
     }
 
+    /// Free space on the WAL's filesystem (unknown counts as plenty: the
+    /// write itself will fail if there is none).
+    fn measure_free(&self) -> u64 {
+        let free = crate::disk::space(self.wal.dir()).map_or(u64::MAX, |s| s.available);
+        METRICS.disk_free_bytes.set(free.min(i64::MAX as u64));
+        free
+    }
+
     /// The LSN from which the WAL must be kept: below it every record is
     /// uploaded and in the durable identity index.
     fn keep_from(&self) -> u64 {
@@ -371,8 +462,12 @@ impl Committer {
         METRICS.backlog_bytes.set(backlog);
         // Hysteresis: once a write was refused, report "full" (readyz 503)
         // until there is room for more than a trickle again.
-        if backlog < self.max_backlog_bytes / 10 * 9 {
+        if backlog < self.limits.max_backlog_bytes / 10 * 9 {
             self.shared.backlog_full.store(false, Ordering::Release);
+        }
+        let free = self.measure_free();
+        if free > self.limits.min_free_bytes + self.limits.min_free_bytes / 10 {
+            self.shared.disk_low.store(false, Ordering::Release);
         }
     }
 }

@@ -75,6 +75,7 @@ metrics! {
     wal_bytes_written: Counter = "hivestream_wal_written_bytes_total", "Bytes committed to the WAL.";
     wal_commit_errors: Counter = "hivestream_wal_commit_errors_total", "Failed WAL writes or fsyncs (e.g. disk full).";
     wal_bytes: Gauge = "hivestream_wal_bytes", "WAL bytes on disk not yet reclaimed.";
+    disk_free_bytes: Gauge = "hivestream_disk_free_bytes", "Free bytes on the data dir's filesystem.";
     backlog_bytes: Gauge = "hivestream_backlog_bytes", "WAL bytes waiting for upload (bounded by max_backlog_bytes).";
     wal_bad_records: Counter = "hivestream_wal_bad_records_total", "WAL records the router could not decode.";
     router_records: Counter = "hivestream_router_records_total", "Records routed into files.";
@@ -122,7 +123,7 @@ mod tests {
         assert!(text.contains("# TYPE hivestream_files_sealed_total counter"));
         assert!(text.contains("# TYPE hivestream_wal_bytes gauge"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 25);
+        assert_eq!(samples, 26);
         refresh_process_gauges();
         assert!(METRICS.peak_rss_bytes.get() >= METRICS.rss_bytes.get());
         assert!(METRICS.rss_bytes.get() > 0);

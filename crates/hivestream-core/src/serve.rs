@@ -20,7 +20,7 @@ use crate::cohorts::{run_snapshotter, CohortStore};
 use crate::config::Config;
 use crate::identity::{IdentityError, IdentityIndex};
 use crate::index_db::IndexDb;
-use crate::ingest::spawn_committer;
+use crate::ingest::{spawn_committer, Limits};
 use crate::keys::WorkerId;
 use crate::router::upload::run_uploader;
 use crate::router::{run_router, Router, RouterConfig, RouterError};
@@ -105,15 +105,6 @@ fn worker_id(cfg: &Config) -> Result<WorkerId, ServeError> {
     Ok(WorkerId::parse(&id).expect("generated ids are valid"))
 }
 
-/// Segments are deleted whole, so their size is the granularity of space
-/// reclaim: an eighth of the backlog limit, between 1 and 64 MiB, so that a
-/// small backlog limit (a small disk) is not defeated by a big segment.
-fn wal_options(max_backlog_bytes: u64) -> WalOptions {
-    WalOptions {
-        segment_bytes: (max_backlog_bytes / 8).clamp(1 << 20, 64 << 20),
-    }
-}
-
 /// Runs the collector and router until `shutdown` resolves; prints
 /// `listening on ADDR` on stdout once the socket is bound.
 pub async fn serve(
@@ -123,7 +114,17 @@ pub async fn serve(
     let _lock = lock_data_dir(&cfg.data_dir)?;
     let worker = worker_id(&cfg)?;
     let store = build_store(&cfg)?;
-    let (wal, recovery) = Wal::open(cfg.data_dir.join("wal"), wal_options(cfg.max_backlog_bytes))?;
+    let fs = crate::disk::space(&cfg.data_dir).map_err(data_err(&cfg.data_dir))?;
+    let limits = Limits {
+        max_backlog_bytes: cfg.max_backlog_bytes,
+        min_free_bytes: cfg
+            .min_free_bytes
+            .unwrap_or_else(|| crate::disk::default_reserve(fs.total)),
+    };
+    let wal_opts = WalOptions {
+        segment_bytes: crate::disk::segment_bytes(cfg.max_backlog_bytes, fs.total),
+    };
+    let (wal, recovery) = Wal::open(cfg.data_dir.join("wal"), wal_opts)?;
     if recovery.truncated_bytes > 0 {
         tracing::warn!(
             bytes = recovery.truncated_bytes,
@@ -133,8 +134,7 @@ pub async fn serve(
     let db = IndexDb::open(&cfg.data_dir.join("index.redb"), cfg.index_cache_bytes)?;
     let identity = IdentityIndex::open(Arc::clone(&db), wal.dir(), wal.end_lsn())?;
     let shared = Arc::new(Shared::default());
-    let (appender, committer) =
-        spawn_committer(wal, identity, Arc::clone(&shared), cfg.max_backlog_bytes);
+    let (appender, committer) = spawn_committer(wal, identity, Arc::clone(&shared), limits);
     let (upload_tx, upload_rx) = tokio::sync::mpsc::unbounded_channel();
     let (done_tx, done_rx) = mpsc::channel();
     let router_cfg = RouterConfig {

@@ -48,6 +48,8 @@ pub struct Shared {
     pub input_closed: AtomicBool,
     /// Set while the backlog is over its limit.
     pub backlog_full: AtomicBool,
+    /// Set while the data disk has less than `min_free_bytes` free.
+    pub disk_low: AtomicBool,
     /// Wakes the router (new commits, finished uploads, shutdown).
     pub router_wake: Signal,
     /// Ids of sealed files handed to the uploader and not yet uploaded. The

@@ -98,6 +98,9 @@ struct ServeArgs {
     /// Page cache of the identity and cohort index, in bytes (default 32 MiB).
     #[arg(long, env = "HIVESTREAM_INDEX_CACHE_BYTES")]
     index_cache_bytes: Option<usize>,
+    /// Free space to keep on the data disk (default 5% of it, 16 MiB-1 GiB).
+    #[arg(long, env = "HIVESTREAM_MIN_FREE_BYTES")]
+    min_free_bytes: Option<u64>,
 }
 
 impl ServeArgs {
@@ -132,6 +135,7 @@ impl ServeArgs {
             shutdown_timeout: self.shutdown_timeout,
             segment_snapshot_interval: self.segment_snapshot_interval,
             index_cache_bytes: self.index_cache_bytes,
+            min_free_bytes: self.min_free_bytes,
         };
         Ok(file.overlay(flags))
     }

@@ -86,8 +86,30 @@ fn fill(path: &Path) -> u64 {
     written
 }
 
+/// How a scenario treats the disk reserve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reserve {
+    /// The default reserve; the load keeps going the whole time, and the
+    /// server must get back to 2xx on its own once space returns.
+    Default,
+    /// No reserve (`--min-free-bytes 0`): the WAL and the index hit ENOSPC
+    /// themselves. Without a reserve nothing stops new writes from eating
+    /// freed space again, so the load stops when space returns, as an
+    /// operator would pause traffic; then everything must drain.
+    Disabled,
+}
+
 #[test]
-fn full_disk_answers_503_and_recovers_without_restart() {
+fn full_disk_with_the_default_reserve_recovers_under_load() {
+    scenario(Reserve::Default);
+}
+
+#[test]
+fn wal_and_index_survive_enospc_without_a_reserve() {
+    scenario(Reserve::Disabled);
+}
+
+fn scenario(reserve: Reserve) {
     let Some(fs) = SmallFs::mount(48) else {
         eprintln!("cannot mount a small filesystem here (needs root); skipped");
         return;
@@ -95,6 +117,9 @@ fn full_disk_answers_503_and_recovers_without_restart() {
     let mut setup = Setup::new(Backend::Local, "diskfull");
     setup.data = fs.mount.join("data");
     setup.extra = vec!["--max-backlog-bytes".into(), (256u64 << 20).to_string()];
+    if reserve == Reserve::Disabled {
+        setup.extra.extend(["--min-free-bytes".into(), "0".into()]);
+    }
     let server = setup.start("300ms");
     let shape = LoadShape {
         workers: 2,
@@ -102,45 +127,44 @@ fn full_disk_answers_503_and_recovers_without_restart() {
         pause: Duration::from_millis(10),
         pad: 1000,
     };
-    let load = Load::start(&server.addr, shape, Arc::new(AtomicUsize::new(0)));
+    let mut load = Some(Load::start(
+        &server.addr,
+        shape,
+        Arc::new(AtomicUsize::new(0)),
+    ));
+    let stats_now = |l: &Option<Load>| l.as_ref().expect("load running").stats();
     std::thread::sleep(Duration::from_secs(2));
-    assert!(load.stats().count(200) > 0);
+    assert!(stats_now(&load).count(200) > 0);
 
     let filler = fs.mount.join("filler");
     let filled = fill(&filler);
     let full = server.wait_until(Duration::from_secs(30), |_| {
-        load.stats().first_unavailable.is_some()
+        stats_now(&load).first_unavailable.is_some()
     });
     assert!(
         full,
         "no 503 after the disk filled up ({filled} bytes of filler)"
     );
-    let full_since = Instant::now();
-    while full_since.elapsed() < Duration::from_secs(5) {
-        assert_eq!(
-            server.get("/healthz").status,
-            200,
-            "health while the disk is full"
-        );
-        assert_eq!(
-            server.get("/v2/cohorts").status,
-            200,
-            "reads while the disk is full"
-        );
-        let status = identify(&server, "during").status;
-        assert!(
-            status == 200 || status == 503,
-            "identify while full: {status}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    while_full(&server, Duration::from_secs(5));
 
     std::fs::remove_file(&filler).unwrap();
     let freed = Instant::now();
-    let recovered = server.wait_until(Duration::from_secs(60), |_| {
-        load.stats()
-            .last_ok
-            .is_some_and(|t| t > freed + Duration::from_millis(500))
+    let mut stats = None;
+    if reserve == Reserve::Disabled {
+        stats = load.take().map(Load::stop);
+        let drained = server.wait_until(Duration::from_secs(60), |s| {
+            s.metric("hivestream_pending_uploads") == Some(0.0)
+                && s.metric("hivestream_backlog_bytes")
+                    .is_some_and(|b| b < 1048576.0)
+        });
+        assert!(drained, "the backlog did not drain after space returned");
+    }
+    let mut probe_acks = Vec::new();
+    let recovered = server.wait_until(Duration::from_secs(60), |s| {
+        let ids = send_batch(&s.addr, 1 << 40, 1);
+        let ok = !ids.is_empty();
+        probe_acks.extend(ids);
+        ok
     });
     assert!(
         recovered,
@@ -162,18 +186,24 @@ fn full_disk_answers_503_and_recovers_without_restart() {
             .any(|a| a["id"] == "after"),
         "{aliases}"
     );
-    std::thread::sleep(Duration::from_secs(2));
-    let stats = load.stop();
-    let commit_errors = server
-        .metric("hivestream_wal_commit_errors_total")
-        .unwrap_or(0.0);
-    let router_restarts = server
-        .metric("hivestream_router_restarts_total")
-        .unwrap_or(0.0);
-    let index_reopens = server
-        .metric("hivestream_index_reopens_total")
-        .unwrap_or(0.0);
+    let recovered_after = freed.elapsed();
+    let stats = stats.unwrap_or_else(|| {
+        std::thread::sleep(Duration::from_secs(2));
+        load.take().expect("load running").stop()
+    });
+    let metric = |name| server.metric(name).unwrap_or(0.0);
+    let (commit_errors, router_restarts, index_reopens) = (
+        metric("hivestream_wal_commit_errors_total"),
+        metric("hivestream_router_restarts_total"),
+        metric("hivestream_index_reopens_total"),
+    );
     assert_eq!(server.terminate(), 0);
+    if reserve == Reserve::Disabled {
+        assert!(
+            commit_errors > 0.0,
+            "the WAL never hit ENOSPC: the scenario tested nothing"
+        );
+    }
 
     // The WAL and the router's state open cleanly after all that.
     let again = setup.start("300ms");
@@ -198,19 +228,46 @@ fn full_disk_answers_503_and_recovers_without_restart() {
         stats.unavailable_without_retry_after, 0,
         "503 without Retry-After"
     );
-    let d = assert_exactly_once(&setup, &stats.acked);
+    let mut acked = stats.acked.clone();
+    acked.extend(probe_acks);
+    let d = assert_exactly_once(&setup, &acked);
     eprintln!(
-        "disk full on {}: {filled} bytes of filler; {commit_errors} failed WAL commits, \
-         {router_restarts} router restarts, {index_reopens} index reopens; statuses {:?}; \
-         recovered {:.1}s after space returned; {} acknowledged, {} found, {} missing, {} duplicated",
+        "disk full ({reserve:?} reserve) on {}: {filled} bytes of filler; {commit_errors} failed WAL \
+         commits, {router_restarts} router restarts, {index_reopens} index reopens; statuses {:?}; \
+         writes and identify back {:.1}s after space returned; {} acknowledged, {} found, {} missing, \
+         {} duplicated",
         fs.kind,
         stats.statuses,
-        stats.last_ok.map_or(0.0, |t| (t - freed).as_secs_f64()),
+        recovered_after.as_secs_f64(),
         d.acknowledged,
         d.found,
         d.missing,
         d.duplicated
     );
+}
+
+/// While the disk is full: health and reads work, identify answers 200 or
+/// 503 (never a 500).
+fn while_full(server: &Server, period: Duration) {
+    let since = Instant::now();
+    while since.elapsed() < period {
+        assert_eq!(
+            server.get("/healthz").status,
+            200,
+            "health while the disk is full"
+        );
+        assert_eq!(
+            server.get("/v2/cohorts").status,
+            200,
+            "reads while the disk is full"
+        );
+        let status = identify(server, "during").status;
+        assert!(
+            status == 200 || status == 503,
+            "identify while full: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
 
 fn identify(server: &Server, id: &str) -> Response {

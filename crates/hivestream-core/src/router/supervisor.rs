@@ -31,7 +31,7 @@ pub fn run_router(
     done: mpsc::Receiver<u64>,
     first: Router,
 ) -> Result<(), RouterError> {
-    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut router = Some(first);
     let mut closed_since: Option<Instant> = None;
     loop {
@@ -47,7 +47,7 @@ pub fn run_router(
         METRICS.router_restarts.inc();
         if started.elapsed() > Duration::from_secs(60) {
             // A failure after a long healthy run starts a fresh backoff.
-            backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(10));
+            backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
         }
         let delay = backoff.next_delay();
         tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64,

@@ -31,6 +31,9 @@ pub fn commit_error(e: CommitError) -> ApiError {
         CommitError::BacklogFull(_) => {
             ApiError::unavailable("the local backlog is full", e.to_string(), 5)
         }
+        CommitError::DiskLow(_) => {
+            ApiError::unavailable("the data disk is almost full", e.to_string(), 5)
+        }
         CommitError::Io(_) | CommitError::Identity(_) => {
             ApiError::unavailable("the event could not be stored", e.to_string(), 5)
         }

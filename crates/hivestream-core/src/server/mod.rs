@@ -182,6 +182,14 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
     if st.shared.input_closed.load(Ordering::Acquire) {
         return ApiError::unavailable("shutting down", "the server is draining", 5).into_response();
     }
+    if st.shared.disk_low.load(Ordering::Acquire) {
+        return ApiError::unavailable(
+            "disk almost full",
+            "the data disk has less than min_free_bytes free",
+            5,
+        )
+        .into_response();
+    }
     if st.shared.backlog_full.load(Ordering::Acquire) {
         return ApiError::unavailable(
             "backlog full",

@@ -67,8 +67,18 @@ pub struct Setup {
 }
 
 impl Setup {
+    /// A fresh setup in a temporary dir (kept, and its path printed, when
+    /// `HIVESTREAM_TEST_KEEP` is set, to read the server log after a failure).
     pub fn new(backend: Backend, name: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        let keep = std::env::var_os("HIVESTREAM_TEST_KEEP").is_some();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("hivestream-{name}-"))
+            .disable_cleanup(keep)
+            .tempdir()
+            .unwrap();
+        if keep {
+            eprintln!("{name}: keeping {}", dir.path().display());
+        }
         let prefix = format!("t-{name}-{}", std::process::id());
         Self {
             backend,
