@@ -141,6 +141,17 @@ enum Op {
         keep: usize,
         flip: u8,
     },
+    /// Crash after the staged frames were written whole but not synced,
+    /// with one byte among them damaged.
+    DamagedCrash {
+        at: usize,
+        flip: u8,
+    },
+    /// Crash that leaves zeros after the last byte (ext4 can, when the
+    /// file's size reached disk before its data).
+    ZeroTail(usize),
+    /// Crash while rolling to a new segment: a temp file is left behind.
+    TmpLeftover,
     Reopen,
     /// Truncate at the LSN of the n-th committed record (modulo count).
     Truncate(usize),
@@ -151,36 +162,51 @@ fn op() -> impl Strategy<Value = Op> {
         4 => proptest::collection::vec(any::<u8>(), 1..48).prop_map(Op::Append),
         3 => Just(Op::Commit),
         1 => (any::<usize>(), any::<u8>()).prop_map(|(keep, flip)| Op::TornCrash { keep, flip }),
+        1 => (any::<usize>(), 1..=255u8).prop_map(|(at, flip)| Op::DamagedCrash { at, flip }),
+        1 => (0usize..64).prop_map(Op::ZeroTail),
+        1 => Just(Op::TmpLeftover),
         1 => Just(Op::Reopen),
         1 => any::<usize>().prop_map(Op::Truncate),
     ]
 }
 
-/// Applies a torn write of the staged bytes straight to the active file and
-/// returns the bytes that reached it.
-fn tear(wal: &mut Wal, keep: usize, flip: u8) -> Vec<u8> {
-    let staged = std::mem::take(&mut wal.staged);
-    let keep = if staged.is_empty() {
-        0
-    } else {
-        keep % staged.len()
-    };
-    let mut torn = staged[..keep].to_vec();
-    if let Some(last) = torn.last_mut() {
-        *last ^= flip;
-    }
-    let path = wal.active_path();
-    let mut f = OpenOptions::new().append(true).open(path).unwrap();
-    f.write_all(&torn).unwrap();
-    torn
+/// Writes `bytes` after the end of the active segment, as a crash would
+/// leave them, and drops what was staged.
+fn crash_with(wal: &mut Wal, bytes: &[u8]) {
+    wal.staged.clear();
+    let mut f = OpenOptions::new()
+        .append(true)
+        .open(wal.active_path())
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// The model's answer to "which staged frames survive a crash that left
+/// `len` of their bytes on disk, with byte `damaged` (if any) changed":
+/// exactly the frames that lie whole before both the cut and the damage.
+/// Computed from frame sizes alone, independent of the decoder under test.
+fn surviving(staged: &[(Lsn, Vec<u8>)], len: usize, damaged: Option<usize>) -> usize {
+    let limit = damaged.map_or(len, |d| d.min(len));
+    let mut end = 0;
+    staged
+        .iter()
+        .take_while(|(_, p)| {
+            end += frame::frame_len(p.len());
+            end <= limit
+        })
+        .count()
+}
+
+fn reopen(dir: &Path) -> Wal {
+    Wal::open(dir, small()).unwrap().0
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
     #[test]
-    fn log_matches_model(ops in proptest::collection::vec(op(), 1..60)) {
+    fn log_matches_model(ops in proptest::collection::vec(op(), 1..80)) {
         let dir = tempfile::tempdir().unwrap();
-        let (mut wal, _) = Wal::open(dir.path(), small()).unwrap();
+        let mut wal = reopen(dir.path());
         // (lsn, payload) of every committed record not truncated away.
         let mut model: Vec<(Lsn, Vec<u8>)> = Vec::new();
         let mut staged: Vec<(Lsn, Vec<u8>)> = Vec::new();
@@ -195,20 +221,49 @@ proptest! {
                     model.append(&mut staged);
                 }
                 Op::TornCrash { keep, flip } => {
-                    // Whole frames that reached the disk intact survive the
-                    // crash (they were never acknowledged, so either way is
-                    // allowed); the first damaged or partial one and all
-                    // after it must not.
-                    let torn = tear(&mut wal, keep, flip);
-                    let survivors = frame::decode_prefix(&torn).0.len();
-                    model.extend(staged.drain(..).take(survivors));
+                    let bytes = wal.staged.clone();
+                    let keep = if bytes.is_empty() { 0 } else { keep % bytes.len() };
+                    let mut torn = bytes[..keep].to_vec();
+                    let damaged = (flip != 0 && keep > 0).then(|| keep - 1);
+                    if let Some(d) = damaged {
+                        torn[d] ^= flip;
+                    }
+                    // Frames that reached the disk whole and intact survive
+                    // (never acknowledged, so either way is allowed); the
+                    // first torn or damaged one and all after it must not.
+                    let n = surviving(&staged, keep, damaged);
+                    crash_with(&mut wal, &torn);
+                    model.extend(staged.drain(..).take(n));
+                    wal = reopen(dir.path());
+                }
+                Op::DamagedCrash { at, flip } => {
+                    let mut bytes = wal.staged.clone();
+                    let damaged = (!bytes.is_empty()).then(|| at % bytes.len());
+                    if let Some(d) = damaged {
+                        bytes[d] ^= flip;
+                    }
+                    let n = surviving(&staged, bytes.len(), damaged);
+                    crash_with(&mut wal, &bytes);
+                    model.extend(staged.drain(..).take(n));
+                    wal = reopen(dir.path());
+                }
+                Op::ZeroTail(n) => {
+                    crash_with(&mut wal, &vec![0; n]);
+                    staged.clear();
+                    wal = reopen(dir.path());
+                }
+                Op::TmpLeftover => {
+                    staged.clear();
+                    let tmp = segment_path(dir.path(), wal.end_lsn()).with_extension("tmp");
                     drop(wal);
-                    wal = Wal::open(dir.path(), small()).unwrap().0;
+                    std::fs::write(&tmp, b"HSWAL\0\0\x01partial").unwrap();
+                    wal = reopen(dir.path());
+                    prop_assert!(!tmp.exists(), "temp segment not cleaned up");
                 }
                 Op::Reopen => {
                     staged.clear();
                     drop(wal);
-                    wal = Wal::open(dir.path(), small()).unwrap().0;
+                    wal = reopen(dir.path());
                 }
                 Op::Truncate(n) => {
                     if !model.is_empty() {
