@@ -11,6 +11,7 @@ pub mod api_error;
 pub mod clock;
 pub mod cohorts;
 pub mod config;
+pub mod corpus;
 pub mod disk;
 pub mod doctor;
 pub mod event;

@@ -252,6 +252,57 @@ proptest! {
         let pretty = serde_json::to_string_pretty(&v).unwrap();
         let mut out = Vec::new();
         minify_into(&pretty, &mut out);
-        prop_assert_eq!(measure(&pretty).0, out.len());
+        prop_assert_eq!(measure(&pretty).len, out.len());
+    }
+}
+
+#[test]
+fn numbers_beyond_f64_are_rejected_with_the_number() {
+    let body = |n: &str| {
+        format!(r#"{{"name":"a","user_id":"{UID}","properties":{{"x":[1,{{"y":{n}}}]}}}}"#)
+    };
+    for ok in [
+        "1e308",
+        "-1.7976931348623157e308",
+        "1e-400",
+        "0.5E+3",
+        "123456789012345678901234",
+    ] {
+        assert!(parse_event(body(ok).as_bytes()).is_ok(), "{ok}");
+    }
+    let huge = format!("1{}", "0".repeat(400));
+    for bad in ["1e309", "-1e400", "0.22E8000000000", huge.as_str()] {
+        let e = parse_event(body(bad).as_bytes()).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Validation, "{bad}");
+        assert!(e.cause.contains("outside the range"), "{bad}: {}", e.cause);
+    }
+    // Letters of true/false/null are not numbers.
+    assert!(parse_event(body("[true,false,null]").as_bytes()).is_ok());
+}
+
+#[test]
+fn lone_surrogates_are_rejected_pairs_are_kept() {
+    let body = |s: &str| format!(r#"{{"name":"a","user_id":"{UID}","properties":{{"s":"{s}"}}}}"#);
+    for ok in [
+        r"\ud83d\ude00",
+        r"x\u00e9y",
+        r"\\ud800",
+        r"\u0041\ud83d\ude00z",
+    ] {
+        assert!(parse_event(body(ok).as_bytes()).is_ok(), "{ok}");
+    }
+    for bad in [
+        r"\ud800",
+        r"\udAd9x",
+        r"\ude00",
+        r"\ud83d\u0041",
+        r"\ud83d\ud83d\ude00",
+    ] {
+        let e = parse_event(body(bad).as_bytes()).unwrap_err();
+        assert!(
+            e.cause.contains("lone UTF-16 surrogate"),
+            "{bad}: {}",
+            e.cause
+        );
     }
 }

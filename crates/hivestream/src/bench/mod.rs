@@ -6,7 +6,6 @@
 //! by status. With `--watch SINK` it also follows the bucket and reports how
 //! long each acknowledged event took to become visible there.
 
-mod corpus;
 mod server;
 mod watch;
 
@@ -17,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::Args;
-pub use corpus::Corpus;
+use hivestream_core::corpus::Corpus;
 
 /// Which API the load goes to.
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,0 +1,95 @@
+//! The hot stages on a realistic corpus (`hivestream_core::corpus`, the
+//! same events `hivestream bench` sends): validating and encoding events as
+//! the HTTP handlers do, and partitioning + hashing + gzip-compressing
+//! records as the router does, at several levels.
+//! `cargo bench -p hivestream-core`.
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use hivestream_core::corpus::Corpus;
+use hivestream_core::event::parse_event;
+use hivestream_core::ingest::Batch;
+use hivestream_core::keys::Partition;
+use hivestream_core::record::{DataType, Record};
+use hivestream_core::router::FileBuilder;
+
+const EVENTS: usize = 2000;
+const TIME_MS: i64 = 1_764_000_000_000;
+
+fn corpus() -> Vec<String> {
+    let mut c = Corpus::new(7, 5000);
+    (0..EVENTS).map(|_| c.event()).collect()
+}
+
+/// The stored lines of the corpus, as the router reads them.
+fn lines(events: &[String]) -> Vec<Vec<u8>> {
+    let id = uuid::Uuid::nil();
+    events
+        .iter()
+        .map(|e| {
+            let mut line = Vec::new();
+            parse_event(e.as_bytes())
+                .unwrap()
+                .write_line(&id, TIME_MS, &id, &mut line);
+            line
+        })
+        .collect()
+}
+
+fn validate_and_encode(c: &mut Criterion) {
+    let events = corpus();
+    let bytes: usize = events.iter().map(String::len).sum();
+    let mut g = c.benchmark_group("ingest");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.bench_function("validate_encode_batch", |b| {
+        let mut line = Vec::with_capacity(2048);
+        b.iter(|| {
+            let mut batch = Batch::default();
+            for e in &events {
+                let ev = parse_event(e.as_bytes()).unwrap();
+                line.clear();
+                let id = uuid::Uuid::new_v4();
+                ev.write_line(&id, TIME_MS, &id, &mut line);
+                batch.push(&Record {
+                    data_type: DataType::Events,
+                    time_ms: TIME_MS,
+                    line: &line,
+                });
+            }
+            batch
+        })
+    });
+    g.finish();
+}
+
+fn compress(c: &mut Criterion) {
+    let lines = lines(&corpus());
+    let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
+    let spool = tempfile::tempdir().unwrap();
+    let mut g = c.benchmark_group("router_compress");
+    g.throughput(Throughput::Bytes(bytes as u64));
+    g.sample_size(20);
+    for level in [1u32, 4, 6, 9] {
+        g.bench_with_input(BenchmarkId::new("level", level), &level, |b, &level| {
+            b.iter(|| {
+                fn rec(l: &[u8]) -> Record<'_> {
+                    Record {
+                        data_type: DataType::Events,
+                        time_ms: TIME_MS,
+                        line: l,
+                    }
+                }
+                let p = Partition::of(DataType::Events, TIME_MS);
+                let first = rec(&lines[0]);
+                let mut f = FileBuilder::create(1, spool.path(), level, 0, &first, p).unwrap();
+                for (i, l) in lines.iter().enumerate().skip(1) {
+                    f.push(i as u64, &rec(l)).unwrap();
+                }
+                f.finish().unwrap().bytes
+            })
+        });
+    }
+    g.finish();
+}
+
+criterion_group!(benches, validate_and_encode, compress);
+criterion_main!(benches);
