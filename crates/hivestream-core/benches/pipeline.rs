@@ -22,14 +22,16 @@ fn corpus() -> Vec<String> {
 
 /// The stored lines of the corpus, as the router reads them.
 fn lines(events: &[String]) -> Vec<Vec<u8>> {
-    let id = uuid::Uuid::nil();
     events
         .iter()
         .map(|e| {
             let mut line = Vec::new();
-            parse_event(e.as_bytes())
-                .unwrap()
-                .write_line(&id, TIME_MS, &id, &mut line);
+            let ev = parse_event(e.as_bytes()).unwrap();
+            let user = match &ev.user {
+                hivestream_core::event::UserRef::Id(u) => *u,
+                _ => uuid::Uuid::nil(),
+            };
+            ev.write_line(&uuid::Uuid::new_v4(), TIME_MS, &user, &mut line);
             line
         })
         .collect()
@@ -68,27 +70,50 @@ fn compress(c: &mut Criterion) {
     let mut g = c.benchmark_group("router_compress");
     g.throughput(Throughput::Bytes(bytes as u64));
     g.sample_size(20);
-    for level in [1u32, 4, 6, 9] {
+    for level in [1u32, 2, 3, 4, 5, 6, 9] {
+        let size = build(&lines, spool.path(), level);
+        if level == 1 {
+            dump_for_gzip(&lines);
+        }
+        eprintln!(
+            "level {level}: {bytes} -> {size} bytes, ratio {:.3}",
+            bytes as f64 / size as f64
+        );
         g.bench_with_input(BenchmarkId::new("level", level), &level, |b, &level| {
-            b.iter(|| {
-                fn rec(l: &[u8]) -> Record<'_> {
-                    Record {
-                        data_type: DataType::Events,
-                        time_ms: TIME_MS,
-                        line: l,
-                    }
-                }
-                let p = Partition::of(DataType::Events, TIME_MS);
-                let first = rec(&lines[0]);
-                let mut f = FileBuilder::create(1, spool.path(), level, 0, &first, p).unwrap();
-                for (i, l) in lines.iter().enumerate().skip(1) {
-                    f.push(i as u64, &rec(l)).unwrap();
-                }
-                f.finish().unwrap().bytes
-            })
+            b.iter(|| build(&lines, spool.path(), level))
         });
     }
     g.finish();
+}
+
+/// With `HIVESTREAM_BENCH_DUMP=FILE`, writes the lines there, to compare
+/// with `gzip -6` on exactly the same bytes.
+fn dump_for_gzip(lines: &[Vec<u8>]) {
+    if let Some(path) = std::env::var_os("HIVESTREAM_BENCH_DUMP") {
+        let mut text = Vec::new();
+        for l in lines {
+            text.extend_from_slice(l);
+            text.push(b'\n');
+        }
+        std::fs::write(path, text).unwrap();
+    }
+}
+
+/// Compresses every line into one file; returns its compressed size.
+fn build(lines: &[Vec<u8>], spool: &std::path::Path, level: u32) -> u64 {
+    fn rec(l: &[u8]) -> Record<'_> {
+        Record {
+            data_type: DataType::Events,
+            time_ms: TIME_MS,
+            line: l,
+        }
+    }
+    let p = Partition::of(DataType::Events, TIME_MS);
+    let mut f = FileBuilder::create(1, spool, level, 0, &rec(&lines[0]), p).unwrap();
+    for (i, l) in lines.iter().enumerate().skip(1) {
+        f.push(i as u64, &rec(l)).unwrap();
+    }
+    f.finish().unwrap().bytes
 }
 
 criterion_group!(benches, validate_and_encode, compress);

@@ -68,6 +68,7 @@ impl Watcher {
         let seen: Seen = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (seen2, stop2) = (Arc::clone(&seen), Arc::clone(&stop));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("bench-watch".into())
             .spawn(move || {
@@ -75,8 +76,15 @@ impl Watcher {
                     .enable_all()
                     .build()
                     .expect("watcher runtime");
-                rt.block_on(follow(store, prefix, seen2, stop2));
+                rt.block_on(async {
+                    // Objects already in the bucket are not this run's: skip
+                    // them unread, or reading them would delay spotting new ones.
+                    let old = list(store.as_ref(), &prefix).await;
+                    let _ = ready_tx.send(());
+                    follow(store, prefix, old, seen2, stop2).await
+                });
             })?;
+        ready_rx.recv()?;
         Ok(Self { seen, stop, thread })
     }
 
@@ -115,28 +123,37 @@ impl Watcher {
     }
 }
 
+/// Every object under `prefix` (errors reported once, then ignored).
+async fn list(store: &dyn ObjectStore, prefix: &ObjectPath) -> HashSet<ObjectPath> {
+    let mut out = HashSet::new();
+    let mut listing = store.list(Some(prefix));
+    while let Some(meta) = listing.next().await {
+        match meta {
+            Ok(meta) => {
+                out.insert(meta.location);
+            }
+            Err(e) => {
+                eprintln!("watch: cannot list the bucket: {e}");
+                break;
+            }
+        }
+    }
+    out
+}
+
 async fn follow(
     store: Arc<dyn ObjectStore>,
     prefix: ObjectPath,
+    mut done: HashSet<ObjectPath>,
     seen: Seen,
     stop: Arc<AtomicBool>,
 ) {
-    let mut done: HashSet<ObjectPath> = HashSet::new();
-    let mut warned = false;
     while !stop.load(Ordering::Relaxed) {
-        let mut list = store.list(Some(&prefix));
-        let mut fresh = Vec::new();
-        while let Some(meta) = list.next().await {
-            match meta {
-                Ok(meta) if !done.contains(&meta.location) => fresh.push(meta.location),
-                Ok(_) => {}
-                Err(e) if !warned => {
-                    eprintln!("watch: cannot list the bucket: {e}");
-                    warned = true;
-                }
-                Err(_) => {}
-            }
-        }
+        let fresh: Vec<ObjectPath> = list(store.as_ref(), &prefix)
+            .await
+            .into_iter()
+            .filter(|l| !done.contains(l))
+            .collect();
         for location in fresh {
             if let Some(ids) = read_ids(store.as_ref(), &location).await {
                 let now = Instant::now();
