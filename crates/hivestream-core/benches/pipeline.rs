@@ -10,7 +10,7 @@ use hivestream_core::event::parse_event;
 use hivestream_core::ingest::Batch;
 use hivestream_core::keys::Partition;
 use hivestream_core::record::{DataType, Record};
-use hivestream_core::router::FileBuilder;
+use hivestream_core::router::{DeflatePool, FileBuilder, FileOptions};
 
 const EVENTS: usize = 2000;
 const TIME_MS: i64 = 1_764_000_000_000;
@@ -67,11 +67,12 @@ fn compress(c: &mut Criterion) {
     let lines = lines(&corpus());
     let bytes: usize = lines.iter().map(|l| l.len() + 1).sum();
     let spool = tempfile::tempdir().unwrap();
+    let pool = DeflatePool::per_core();
     let mut g = c.benchmark_group("router_compress");
     g.throughput(Throughput::Bytes(bytes as u64));
     g.sample_size(20);
     for level in [1u32, 2, 3, 4, 5, 6, 9] {
-        let size = build(&lines, spool.path(), level);
+        let size = build(&lines, spool.path(), &pool, level);
         if level == 1 {
             dump_for_gzip(&lines);
         }
@@ -80,7 +81,7 @@ fn compress(c: &mut Criterion) {
             bytes as f64 / size as f64
         );
         g.bench_with_input(BenchmarkId::new("level", level), &level, |b, &level| {
-            b.iter(|| build(&lines, spool.path(), level))
+            b.iter(|| build(&lines, spool.path(), &pool, level))
         });
     }
     g.finish();
@@ -100,7 +101,7 @@ fn dump_for_gzip(lines: &[Vec<u8>]) {
 }
 
 /// Compresses every line into one file; returns its compressed size.
-fn build(lines: &[Vec<u8>], spool: &std::path::Path, level: u32) -> u64 {
+fn build(lines: &[Vec<u8>], spool: &std::path::Path, pool: &DeflatePool, level: u32) -> u64 {
     fn rec(l: &[u8]) -> Record<'_> {
         Record {
             data_type: DataType::Events,
@@ -109,7 +110,12 @@ fn build(lines: &[Vec<u8>], spool: &std::path::Path, level: u32) -> u64 {
         }
     }
     let p = Partition::of(DataType::Events, TIME_MS);
-    let mut f = FileBuilder::create(1, spool, level, 0, &rec(&lines[0]), p).unwrap();
+    let opts = FileOptions {
+        spool: spool.to_path_buf(),
+        level,
+        pool: pool.clone(),
+    };
+    let mut f = FileBuilder::create(1, &opts, 0, &rec(&lines[0]), p).unwrap();
     for (i, l) in lines.iter().enumerate().skip(1) {
         f.push(i as u64, &rec(l)).unwrap();
     }

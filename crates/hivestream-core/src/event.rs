@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::api_error::{ApiError, ErrorKind};
 use crate::clock::write_rfc3339_ms;
+use crate::json_scan::{measure, Scan};
 
 /// Largest `properties` object, measured without insignificant whitespace.
 pub const MAX_PROPERTIES_BYTES: usize = 950 * 1024;
@@ -170,13 +171,20 @@ fn parse_array<T: DeserializeOwned>(
     let Some(raw) = raw else {
         return Ok(Vec::new());
     };
+    // The common case, a valid array, in one pass; item by item (to name
+    // the bad one) only when that fails.
+    if let Ok(items) = serde_json::from_str(raw.get()) {
+        return Ok(items);
+    }
     let items: Vec<&RawValue> = serde_json::from_str(raw.get())
         .map_err(|_| ApiError::field(field, format!("expected an array, got {}", preview(raw))))?;
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| typed(item, &format!("{field}[{i}]"), what))
-        .collect()
+    for (i, item) in items.iter().enumerate() {
+        typed::<T>(item, &format!("{field}[{i}]"), what)?;
+    }
+    Err(ApiError::field(
+        field,
+        format!("expected an array of {what}s"),
+    ))
 }
 
 /// Parses a non-empty alias list.
@@ -256,126 +264,7 @@ fn check_properties(raw: &RawValue) -> Result<&RawValue, ApiError> {
     Ok(raw)
 }
 
-/// What one pass over already-validated JSON text finds.
-#[derive(Debug, Default, PartialEq, Eq)]
-struct Scan {
-    /// Length without insignificant whitespace.
-    len: usize,
-    /// Deepest nesting of arrays and objects.
-    depth: usize,
-    /// The first value that is valid JSON syntax but that readers reject.
-    problem: Option<String>,
-}
-
-/// Measures JSON text in one pass, and finds what JSON syntax allows but
-/// readers (serde_json, Spark, DuckDB, pyarrow) refuse: numbers beyond a
-/// 64-bit float (`1e999`) and lone UTF-16 surrogates (`"\ud800"`). One such
-/// value would make the whole output file unreadable, so it is refused here.
-fn measure(json: &str) -> Scan {
-    let bytes = json.as_bytes();
-    let (mut in_str, mut escaped) = (false, false);
-    let mut scan = Scan::default();
-    let (mut depth, mut number_start, mut low_expected_at) = (0usize, None, None);
-    for (i, &b) in bytes.iter().enumerate() {
-        if in_str {
-            scan.len += 1;
-            if escaped {
-                escaped = false;
-                if b == b'u' && low_expected_at != Some(i) {
-                    low_expected_at = check_unicode_escape(bytes, i, &mut scan);
-                }
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-            continue;
-        }
-        let in_number = matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E');
-        match (number_start, in_number) {
-            (None, true) => number_start = Some(i),
-            (Some(start), false) => {
-                check_number(&json[start..i], &mut scan);
-                number_start = None;
-            }
-            _ => {}
-        }
-        match b {
-            b' ' | b'\t' | b'\n' | b'\r' => continue,
-            b'"' => in_str = true,
-            b'{' | b'[' => {
-                depth += 1;
-                scan.depth = scan.depth.max(depth);
-            }
-            b'}' | b']' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-        scan.len += 1;
-    }
-    scan
-}
-
-/// Notes `token` if it is a number beyond f64 (only long tokens or ones
-/// with an exponent can be, so most numbers are not parsed at all).
-fn check_number(token: &str, scan: &mut Scan) {
-    if scan.problem.is_some() || (token.len() <= 15 && !token.contains(['e', 'E'])) {
-        return;
-    }
-    if token.parse::<f64>().is_ok_and(|v| !v.is_finite()) {
-        let shown: String = token.chars().take(40).collect();
-        scan.problem = Some(format!(
-            "number {shown} is outside the range of a 64-bit float"
-        ));
-    }
-}
-
-fn hex4(bytes: &[u8], at: usize) -> Option<u16> {
-    let digits = std::str::from_utf8(bytes.get(at..at + 4)?).ok()?;
-    u16::from_str_radix(digits, 16).ok()
-}
-
-/// Checks the `\uXXXX` escape whose `u` is at `u_at`: a high surrogate must
-/// be followed at once by a low one, and a low one must not stand alone.
-/// Returns where the `u` of the expected low surrogate is.
-fn check_unicode_escape(bytes: &[u8], u_at: usize, scan: &mut Scan) -> Option<usize> {
-    let code = hex4(bytes, u_at + 1)?;
-    let is_low = |c: u16| (0xDC00..=0xDFFF).contains(&c);
-    let lone = match code {
-        0xD800..=0xDBFF => {
-            let next_is_low = bytes.get(u_at + 5..u_at + 7) == Some(b"\\u")
-                && hex4(bytes, u_at + 7).is_some_and(is_low);
-            if next_is_low {
-                return Some(u_at + 6);
-            }
-            true
-        }
-        c => is_low(c),
-    };
-    if lone && scan.problem.is_none() {
-        scan.problem = Some(format!("\\u{code:04x} is a lone UTF-16 surrogate"));
-    }
-    None
-}
-
-/// Appends already-validated JSON text without whitespace outside strings.
-pub fn minify_into(json: &str, out: &mut Vec<u8>) {
-    let (mut in_str, mut escaped) = (false, false);
-    for &b in json.as_bytes() {
-        if in_str {
-            out.push(b);
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_str = false;
-            }
-        } else if !matches!(b, b' ' | b'\t' | b'\n' | b'\r') {
-            in_str = b == b'"';
-            out.push(b);
-        }
-    }
-}
+pub use crate::json_scan::minify_into;
 
 /// Appends a UUID in lowercase hyphenated form, quoted.
 pub fn write_uuid(id: &Uuid, out: &mut Vec<u8>) {

@@ -19,6 +19,7 @@ pub mod failpoint;
 pub mod identity;
 pub mod index_db;
 pub mod ingest;
+pub mod json_scan;
 pub mod keys;
 pub mod metrics;
 pub mod record;

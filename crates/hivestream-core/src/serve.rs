@@ -145,6 +145,7 @@ pub async fn serve(
         max_file_bytes: cfg.max_file_bytes,
         level: cfg.compression_level,
         shutdown_timeout: cfg.shutdown_timeout,
+        deflate: crate::router::DeflatePool::per_core(),
     };
     let first = Router::open(router_cfg.clone(), Arc::clone(&shared), upload_tx.clone())?;
     let router_shared = Arc::clone(&shared);

@@ -138,6 +138,11 @@ fn crashes_at_random_points_and_failpoints_lose_and_duplicate_nothing() {
             acked.len()
         );
         let d = assert_exactly_once(&setup, &acked);
+        let log = std::fs::read_to_string(setup.log_path()).unwrap();
+        assert!(
+            !log.contains("differs from its seal"),
+            "{backend:?}: a file rebuilt after a crash was not byte-identical to its seal"
+        );
         eprintln!(
             "{backend:?}: {rounds} crashes, failpoints hit: {failpoints_hit:?}: {} acknowledged, \
              {} found, {} missing, {} duplicated, {} objects",

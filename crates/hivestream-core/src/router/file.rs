@@ -1,38 +1,31 @@
 //! One output file being built: records are hashed and gzip-compressed as
-//! they arrive into a spool file on disk, so memory per open file is the
-//! compressor's state and a small buffer, whatever the file's size.
+//! they arrive (on the deflate pool, see [`super::deflate`]) into a spool
+//! file on disk, so memory per open file is one block buffer and the blocks
+//! in flight, whatever the file's size.
 //!
 //! The output is a pure function of the records pushed (and the level): the
-//! gzip header carries no time or name, so rebuilding a file from the WAL
-//! after a crash gives the same bytes and the same content hash.
+//! gzip header carries no time or name and block boundaries depend only on
+//! the input, so rebuilding a file from the WAL after a crash gives the same
+//! bytes and the same content hash.
 
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use flate2::write::GzEncoder;
-use flate2::Compression;
 use xxhash_rust::xxh3::Xxh3;
 
+use super::deflate::{DeflatePool, GzipStream};
 use crate::keys::Partition;
 use crate::record::Record;
 
-/// Counts the bytes written through it.
-struct Counting<W> {
-    inner: W,
-    bytes: u64,
-}
-
-impl<W: Write> Write for Counting<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.bytes += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
+/// Where and how files are built.
+#[derive(Debug, Clone)]
+pub struct FileOptions {
+    /// Directory for files under construction and awaiting upload.
+    pub spool: PathBuf,
+    /// Gzip level 1-9.
+    pub level: u32,
+    pub pool: DeflatePool,
 }
 
 /// A file under construction.
@@ -46,8 +39,13 @@ pub struct FileBuilder {
     pub records: u64,
     pub opened_at: Instant,
     hasher: Xxh3,
-    gz: GzEncoder<Counting<BufWriter<File>>>,
+    gz: GzipStream<File>,
     path: PathBuf,
+}
+
+/// The spool file of file `id`.
+pub fn spool_path(spool: &Path, id: u64) -> PathBuf {
+    spool.join(format!("{id:020}.jsonl.gz"))
 }
 
 /// A finished file, ready for upload.
@@ -68,21 +66,13 @@ impl FileBuilder {
     /// Starts file `id` with its first record.
     pub fn create(
         id: u64,
-        spool: &Path,
-        level: u32,
+        opts: &FileOptions,
         lsn: u64,
         rec: &Record<'_>,
         partition: Partition,
     ) -> std::io::Result<Self> {
-        let path = spool.join(format!("{id:020}.jsonl.gz"));
-        let out = BufWriter::with_capacity(64 << 10, File::create(&path)?);
-        let gz = GzEncoder::new(
-            Counting {
-                inner: out,
-                bytes: 0,
-            },
-            Compression::new(level),
-        );
+        let path = spool_path(&opts.spool, id);
+        let gz = GzipStream::new(opts.pool.clone(), opts.level, File::create(&path)?)?;
         let mut builder = Self {
             id,
             partition,
@@ -118,14 +108,13 @@ impl FileBuilder {
 
     /// Compressed bytes produced so far.
     pub fn compressed_bytes(&self) -> u64 {
-        self.gz.get_ref().bytes
+        self.gz.compressed_bytes()
     }
 
-    /// Ends the gzip stream and flushes the spool file (no fsync: a spool
-    /// file lost in a crash is rebuilt from the WAL).
+    /// Ends the gzip stream (no fsync: a spool file lost in a crash is
+    /// rebuilt from the WAL).
     pub fn finish(self) -> std::io::Result<Finished> {
-        let mut counting = self.gz.finish()?;
-        counting.flush()?;
+        let (_file, bytes) = self.gz.finish()?;
         Ok(Finished {
             id: self.id,
             partition: self.partition,
@@ -135,7 +124,7 @@ impl FileBuilder {
             records: self.records,
             hash: self.hasher.digest(),
             path: self.path,
-            bytes: counting.bytes,
+            bytes,
         })
     }
 }
@@ -156,7 +145,12 @@ mod tests {
             })
             .collect();
         let p = Partition::of(DataType::Events, 7);
-        let mut b = FileBuilder::create(id, dir, 6, 100, &recs[0], p).unwrap();
+        let opts = FileOptions {
+            spool: dir.to_path_buf(),
+            level: 6,
+            pool: DeflatePool::new(2),
+        };
+        let mut b = FileBuilder::create(id, &opts, 100, &recs[0], p).unwrap();
         for (i, r) in recs.iter().enumerate().skip(1) {
             b.push(100 + i as u64, r).unwrap();
         }

@@ -14,6 +14,7 @@
 //! It runs on its own thread because compression is CPU work that must not
 //! stall the async HTTP workers.
 
+pub mod deflate;
 mod file;
 pub mod ledger;
 mod supervisor;
@@ -28,7 +29,8 @@ use std::time::{Duration, Instant};
 use hivestream_wal::{WalError, WalReader};
 use thiserror::Error;
 
-pub use file::{FileBuilder, Finished};
+pub use deflate::DeflatePool;
+pub use file::{FileBuilder, FileOptions, Finished};
 use ledger::{Ledger, Seal};
 pub use supervisor::run_router;
 pub use upload::UploadJob;
@@ -67,6 +69,8 @@ pub struct RouterConfig {
     pub max_file_bytes: u64,
     pub level: u32,
     pub shutdown_timeout: Duration,
+    /// Compression threads (shared across router restarts).
+    pub deflate: DeflatePool,
 }
 
 /// A seal found in the ledger at start-up that covers records not yet read.
@@ -77,7 +81,7 @@ struct KnownSeal {
 
 pub struct Router {
     cfg: RouterConfig,
-    spool: PathBuf,
+    files: FileOptions,
     ledger: Ledger,
     reader: WalReader,
     shared: Arc<Shared>,
@@ -121,8 +125,12 @@ impl Router {
         }
         let reader = WalReader::open(cfg.data_dir.join("wal"), checkpoint)?;
         Ok(Self {
+            files: FileOptions {
+                spool,
+                level: cfg.level,
+                pool: cfg.deflate.clone(),
+            },
             cfg,
-            spool,
             ledger,
             reader,
             shared,
@@ -206,8 +214,8 @@ impl Router {
                 self.seal_oldest()?;
             }
             let id = self.ledger.next_id();
-            let file = FileBuilder::create(id, &self.spool, self.cfg.level, lsn, rec, p)
-                .map_err(self.spool_err())?;
+            let file =
+                FileBuilder::create(id, &self.files, lsn, rec, p).map_err(self.spool_err())?;
             self.open.insert(p, file);
         }
         let file = &self.open[&p];
@@ -248,8 +256,8 @@ impl Router {
             Some(b) => b.push(lsn, rec).map_err(spool_err)?,
             None => {
                 let p = Partition::of(rec.data_type, rec.time_ms);
-                let b = FileBuilder::create(seal.id, &self.spool, self.cfg.level, lsn, rec, p)
-                    .map_err(spool_err)?;
+                let b =
+                    FileBuilder::create(seal.id, &self.files, lsn, rec, p).map_err(spool_err)?;
                 self.rebuilding.insert(seal.id, b);
             }
         }
@@ -267,7 +275,7 @@ impl Router {
     }
 
     fn spool_err(&self) -> impl Fn(std::io::Error) -> RouterError {
-        let path = self.spool.clone();
+        let path = self.files.spool.clone();
         move |source| RouterError::Io {
             path: path.clone(),
             source,
