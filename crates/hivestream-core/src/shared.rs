@@ -57,6 +57,9 @@ pub struct Shared {
     /// when the file is in the bucket, so a restarted router knows which
     /// spool files are still being read and must not rebuild them.
     pub in_flight: Mutex<HashSet<u64>>,
+    /// Set by the uploader when a sealed file's spool copy is gone; the
+    /// router restarts to rebuild it from the WAL.
+    pub spool_lost: AtomicBool,
 }
 
 impl Shared {

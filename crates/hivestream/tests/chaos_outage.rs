@@ -4,9 +4,10 @@
 //!
 //! Expected: clients keep getting 2xx while the backlog has room, then 503
 //! with `Retry-After` (never another error, never a dropped connection);
-//! `/healthz` stays up and `/readyz` reports the full backlog; after the
-//! outage the backlog drains, 2xx come back, and every acknowledged event is
-//! in the bucket exactly once.
+//! `/healthz` stays up and `/readyz` reports the full backlog; halfway
+//! through, every sealed file waiting in the spool is deleted (they must be
+//! rebuilt from the WAL); after the outage the backlog drains, 2xx come
+//! back, and every acknowledged event is in the bucket exactly once.
 //!
 //! Needs the SeaweedFS started by `scripts/test` (its PID in
 //! `HIVESTREAM_TEST_S3_PID`). This is the only test in its binary, and cargo
@@ -79,7 +80,13 @@ fn s3_outage_backpressures_then_drains_without_loss() {
     signal(&pid, "-STOP");
     let outage_start = Instant::now();
     let mut readyz_503 = false;
+    let mut spool_deleted = 0;
     while outage_start.elapsed() < outage {
+        if spool_deleted == 0 && outage_start.elapsed() > outage / 2 {
+            // Someone (a tmp cleaner, an operator) deletes the sealed files
+            // waiting for S3: they must be rebuilt from the WAL.
+            spool_deleted = delete_spool(&setup);
+        }
         assert_eq!(
             server.get("/healthz").status,
             200,
@@ -131,11 +138,20 @@ fn s3_outage_backpressures_then_drains_without_loss() {
         stats.unavailable_without_retry_after, 0,
         "503 without Retry-After"
     );
+    assert!(
+        spool_deleted > 0,
+        "no sealed file was waiting in the spool to delete"
+    );
+    let log = std::fs::read_to_string(setup.log_path()).unwrap();
+    assert!(
+        log.contains("spool file missing"),
+        "the lost spool files went unnoticed"
+    );
     let d = assert_exactly_once(&setup, &stats.acked);
     eprintln!(
         "outage {:?}: 503 after {:.1}s ({acked_in_outage} events acknowledged in the outage first), \
          drained {:.1}s after resume; statuses {:?}; {} acknowledged, {} found, {} missing, \
-         {} duplicated; peak RSS {:.0} MiB",
+         {} duplicated; peak RSS {:.0} MiB; {spool_deleted} spool files deleted mid-outage and rebuilt",
         outage,
         (first_503 - outage_start).as_secs_f64(),
         resumed.elapsed().as_secs_f64(),
@@ -146,4 +162,16 @@ fn s3_outage_backpressures_then_drains_without_loss() {
         d.duplicated,
         peak_rss / 1048576.0
     );
+}
+
+/// Deletes every file in the server's spool; returns how many.
+fn delete_spool(setup: &Setup) -> usize {
+    let spool = setup.data_dir().join("router/spool");
+    let mut n = 0;
+    for entry in std::fs::read_dir(spool).unwrap().flatten() {
+        if std::fs::remove_file(entry.path()).is_ok() {
+            n += 1;
+        }
+    }
+    n
 }

@@ -57,6 +57,10 @@ pub enum RouterError {
     Wal(#[from] WalError),
     #[error("ledger: {0}")]
     Ledger(String),
+    #[error(
+        "a sealed file's spool copy disappeared before its upload; rebuilding it from the WAL"
+    )]
+    SpoolLost,
 }
 
 /// What the router needs to know.
@@ -147,6 +151,9 @@ impl Router {
         let mut shutdown_since: Option<Instant> = None;
         loop {
             let seen = self.shared.router_wake.generation();
+            if self.shared.spool_lost.swap(false, Ordering::AcqRel) {
+                return Err(RouterError::SpoolLost);
+            }
             self.collect_done(done)?;
             let routed = self.route_some()?;
             self.seal_expired()?;

@@ -2,9 +2,12 @@
 //! forever with exponential backoff and jitter: a sealed file is never
 //! dropped. When a file is in the bucket its spool copy is deleted and its
 //! id is reported to the router, which then records it and may advance the
-//! checkpoint.
+//! checkpoint. A spool file that disappears is the one failure retrying
+//! cannot fix: the uploader flags it and the router restarts, rebuilding the
+//! file from the WAL (its seal is pending and no longer in flight).
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -73,12 +76,18 @@ pub async fn run_uploader(
             .expect("semaphore never closed");
         let (store, done, shared) = (Arc::clone(&store), done.clone(), Arc::clone(&shared));
         tasks.spawn(async move {
-            upload_with_retry(store.as_ref(), &job).await;
+            let outcome = upload_with_retry(store.as_ref(), &job).await;
             crate::failpoint::hit("upload.after_put");
-            let _ = tokio::fs::remove_file(&job.path).await;
             METRICS.pending_uploads.sub(1);
             shared.in_flight().remove(&job.id);
-            let _ = done.send(job.id);
+            match outcome {
+                Outcome::Uploaded => {
+                    let _ = tokio::fs::remove_file(&job.path).await;
+                    let _ = done.send(job.id);
+                }
+                // Not done: the restarted router rebuilds it from the WAL.
+                Outcome::SpoolLost => shared.spool_lost.store(true, Ordering::Release),
+            }
             shared.router_wake.notify();
             drop(permit);
         });
@@ -87,16 +96,28 @@ pub async fn run_uploader(
     while tasks.join_next().await.is_some() {}
 }
 
-async fn upload_with_retry(store: &dyn ObjectStore, job: &UploadJob) {
+/// How an upload job ended.
+enum Outcome {
+    Uploaded,
+    /// The spool file is gone (deleted by hand, say): retrying cannot help,
+    /// but the WAL still holds the records.
+    SpoolLost,
+}
+
+async fn upload_with_retry(store: &dyn ObjectStore, job: &UploadJob) -> Outcome {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
     loop {
+        if !tokio::fs::try_exists(&job.path).await.unwrap_or(true) {
+            tracing::error!(key = %job.key, path = %job.path.display(), "spool file missing; the router rebuilds it from the WAL");
+            return Outcome::SpoolLost;
+        }
         match upload_file(store, &job.key, &job.path).await {
             Ok(()) => {
                 METRICS.files_uploaded.inc();
                 METRICS.uploaded_bytes.add(job.bytes);
                 METRICS.uploaded_records.add(job.records);
                 tracing::debug!(key = %job.key, bytes = job.bytes, records = job.records, "uploaded");
-                return;
+                return Outcome::Uploaded;
             }
             Err(e) => {
                 METRICS.upload_errors.inc();
