@@ -16,6 +16,20 @@ use crate::api_error::{ApiError, ErrorKind};
 use crate::clock::write_rfc3339_ms;
 use crate::json_scan::{measure, Scan};
 
+/// The fields of an `events` line, in the contract's order (every one
+/// always present).
+pub const FIELDS: [&str; 9] = [
+    "event_id",
+    "time",
+    "name",
+    "user_id",
+    "session_id",
+    "view_id",
+    "segments",
+    "cohorts",
+    "properties",
+];
+
 /// Largest `properties` object, measured without insignificant whitespace.
 pub const MAX_PROPERTIES_BYTES: usize = 950 * 1024;
 /// Longest event name.

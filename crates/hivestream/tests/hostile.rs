@@ -52,13 +52,7 @@ fn mixed_batches(server: &Server) -> Vec<String> {
         event_with("properties", "[]"),
         event_json(902),
     ];
-    let r = server.post(
-        "/v2.0/events/batch",
-        &[JSON],
-        format!("[{}]", items.join(",")).as_bytes(),
-    );
-    assert_eq!(r.status, 200);
-    let v = r.json();
+    let v = post_items(server, &items);
     assert_eq!(
         (v["accepted"].as_u64(), v["rejected"].as_u64()),
         (Some(3), Some(4)),

@@ -55,13 +55,7 @@ fn awkward_events() -> Vec<String> {
 }
 
 fn post_batch(server: &Server, events: &[String]) -> Vec<String> {
-    let r = server.post(
-        "/v2.0/events/batch",
-        &[JSON],
-        format!("[{}]", events.join(",")).as_bytes(),
-    );
-    assert_eq!(r.status, 200);
-    let v = r.json();
+    let v = post_items(server, events);
     assert_eq!(v["rejected"], 0, "{v}");
     v["results"]
         .as_array()

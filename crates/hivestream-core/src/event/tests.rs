@@ -56,17 +56,7 @@ fn full_event_keeps_properties_and_minifies_them() {
     sorted.sort();
     // serde_json's map is sorted; check the raw order instead.
     let text = String::from_utf8(line).unwrap();
-    let order = [
-        "event_id",
-        "time",
-        "name",
-        "user_id",
-        "session_id",
-        "view_id",
-        "segments",
-        "cohorts",
-        "properties",
-    ];
+    let order = FIELDS;
     let positions: Vec<_> = order
         .iter()
         .map(|k| text.find(&format!("\"{k}\":")).unwrap())

@@ -27,6 +27,26 @@ impl LoadStats {
     pub fn count(&self, status: u16) -> usize {
         self.statuses.get(&status).copied().unwrap_or(0)
     }
+
+    /// Backpressure done right: every answer was a 200 or a 503 (never
+    /// another error, never a dropped connection), and every 503 said when
+    /// to retry.
+    pub fn assert_only_ok_or_unavailable(&self) {
+        let unexpected: Vec<_> = self
+            .statuses
+            .keys()
+            .filter(|s| **s != 200 && **s != 503)
+            .collect();
+        assert!(
+            unexpected.is_empty(),
+            "statuses other than 200/503: {:?}",
+            self.statuses
+        );
+        assert_eq!(
+            self.unavailable_without_retry_after, 0,
+            "503 without Retry-After"
+        );
+    }
 }
 
 /// Worker threads sending batches of `batch` events, `pause` apart.

@@ -422,6 +422,14 @@ pub fn event_json(i: usize) -> String {
 
 pub const JSON: (&str, &str) = ("content-type", "application/json");
 
+/// Posts raw JSON items as one batch; asserts 200 and returns the answer.
+pub fn post_items(server: &Server, items: &[String]) -> serde_json::Value {
+    let body = format!("[{}]", items.join(","));
+    let r = server.post("/v2.0/events/batch", &[JSON], body.as_bytes());
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    r.json()
+}
+
 /// Sends a batch; returns the acknowledged event ids (empty if not 200).
 pub fn send_batch(addr: &str, from: usize, n: usize) -> Vec<String> {
     let body = format!(

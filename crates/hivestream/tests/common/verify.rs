@@ -6,17 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{event_counts, Setup};
 
-pub const FIELDS: [&str; 9] = [
-    "event_id",
-    "time",
-    "name",
-    "user_id",
-    "session_id",
-    "view_id",
-    "segments",
-    "cohorts",
-    "properties",
-];
+pub use hivestream_core::event::FIELDS;
 
 /// Checks a key is `type=events/year=YYYY/month=MM/day=DD/hour=HH/{13 digits}-{16 hex}-{worker}.jsonl.gz`
 /// and agrees with its records' times and content.
