@@ -6,6 +6,7 @@
 //! | 1000 | 400 BadRequest | a field failed validation |
 //! | 1001 | 400 BadRequest | the body is not valid JSON / NDJSON |
 //! | 1002 | 400 BadRequest | a batch is empty or has too many items |
+//! | 1003 | 408 RequestTimeout | the body did not arrive within `body_timeout` |
 //! | 1100 | 401 Unauthorized | missing or wrong API key |
 //! | 1200 | 404 NotFound | no such route or resource |
 //! | 1201 | 405 MethodNotAllowed | the route exists, not with this method |
@@ -26,6 +27,7 @@ pub enum ErrorKind {
     Validation,
     InvalidJson,
     BadBatch,
+    RequestTimeout,
     Unauthorized,
     NotFound,
     MethodNotAllowed,
@@ -41,6 +43,7 @@ impl ErrorKind {
     pub fn http_status(self) -> u16 {
         match self {
             ErrorKind::Validation | ErrorKind::InvalidJson | ErrorKind::BadBatch => 400,
+            ErrorKind::RequestTimeout => 408,
             ErrorKind::Unauthorized => 401,
             ErrorKind::NotFound => 404,
             ErrorKind::MethodNotAllowed => 405,
@@ -56,6 +59,7 @@ impl ErrorKind {
     pub fn status_name(self) -> &'static str {
         match self {
             ErrorKind::Validation | ErrorKind::InvalidJson | ErrorKind::BadBatch => "BadRequest",
+            ErrorKind::RequestTimeout => "RequestTimeout",
             ErrorKind::Unauthorized => "Unauthorized",
             ErrorKind::NotFound => "NotFound",
             ErrorKind::MethodNotAllowed => "MethodNotAllowed",
@@ -73,6 +77,7 @@ impl ErrorKind {
             ErrorKind::Validation => 1000,
             ErrorKind::InvalidJson => 1001,
             ErrorKind::BadBatch => 1002,
+            ErrorKind::RequestTimeout => 1003,
             ErrorKind::Unauthorized => 1100,
             ErrorKind::NotFound => 1200,
             ErrorKind::MethodNotAllowed => 1201,

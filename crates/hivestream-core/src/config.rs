@@ -49,6 +49,12 @@ pub struct RawConfig {
     pub max_backlog_bytes: Option<u64>,
     /// Largest request body, before and after gzip decoding. Default 16 MiB.
     pub max_body_bytes: Option<usize>,
+    /// Memory all request bodies being read or handled may take at once;
+    /// beyond it requests wait (then get 503). Default 256 MiB.
+    pub max_inflight_body_bytes: Option<u64>,
+    /// How long a request body may take to arrive, e.g. `30s`; slower ones
+    /// get 408. Default `30s`.
+    pub body_timeout: Option<String>,
     /// Most events in one batch request. Default 10000.
     pub max_batch_items: Option<usize>,
     /// Gzip level 1-9. Default 4: on event JSON, zlib-rs at level 4 makes
@@ -108,6 +114,8 @@ impl RawConfig {
         max_file_bytes,
         max_backlog_bytes,
         max_body_bytes,
+        max_inflight_body_bytes,
+        body_timeout,
         max_batch_items,
         compression_level,
         upload_concurrency,
@@ -162,6 +170,8 @@ pub struct Config {
     pub max_file_bytes: u64,
     pub max_backlog_bytes: u64,
     pub max_body_bytes: usize,
+    pub max_inflight_body_bytes: u64,
+    pub body_timeout: Duration,
     pub max_batch_items: usize,
     pub compression_level: u32,
     pub upload_concurrency: usize,
@@ -307,6 +317,13 @@ impl RawConfig {
         if flush_interval < Duration::from_millis(100) {
             return Err(invalid("flush_interval", "must be at least 100ms"));
         }
+        let max_body = self.max_body_bytes.unwrap_or(16 << 20) as u64;
+        if self.max_inflight_body_bytes.is_some_and(|n| n < max_body) {
+            return Err(invalid(
+                "max_inflight_body_bytes",
+                "must be at least max_body_bytes, or no body of that size could ever be read",
+            ));
+        }
         Ok(Config {
             listen,
             data_dir,
@@ -340,6 +357,11 @@ impl RawConfig {
                 self.max_body_bytes.unwrap_or(16 << 20),
                 1024,
                 256 << 20,
+            )?,
+            max_inflight_body_bytes: self.max_inflight_body_bytes.unwrap_or(256 << 20),
+            body_timeout: parse_duration(
+                "body_timeout",
+                self.body_timeout.as_deref().unwrap_or("30s"),
             )?,
             max_batch_items: bounded(
                 "max_batch_items",

@@ -178,7 +178,11 @@ pub async fn serve(
         cohorts,
         shared: Arc::clone(&shared),
         api_keys: cfg.api_keys.clone(),
-        max_body_bytes: cfg.max_body_bytes,
+        bodies: crate::server::BodyLimits::new(
+            cfg.max_body_bytes,
+            cfg.max_inflight_body_bytes,
+            cfg.body_timeout,
+        ),
         max_batch_items: cfg.max_batch_items,
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)

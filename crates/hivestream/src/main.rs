@@ -84,6 +84,12 @@ struct ServeArgs {
     max_backlog_bytes: Option<u64>,
     #[arg(long, env = "HIVESTREAM_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
+    /// Memory all request bodies in flight may take at once (default 256 MiB).
+    #[arg(long, env = "HIVESTREAM_MAX_INFLIGHT_BODY_BYTES")]
+    max_inflight_body_bytes: Option<u64>,
+    /// How long a request body may take to arrive, e.g. 30s.
+    #[arg(long, env = "HIVESTREAM_BODY_TIMEOUT")]
+    body_timeout: Option<String>,
     #[arg(long, env = "HIVESTREAM_MAX_BATCH_ITEMS")]
     max_batch_items: Option<usize>,
     #[arg(long, env = "HIVESTREAM_COMPRESSION_LEVEL")]
@@ -129,6 +135,8 @@ impl ServeArgs {
             max_file_bytes: self.max_file_bytes,
             max_backlog_bytes: self.max_backlog_bytes,
             max_body_bytes: self.max_body_bytes,
+            max_inflight_body_bytes: self.max_inflight_body_bytes,
+            body_timeout: self.body_timeout,
             max_batch_items: self.max_batch_items,
             compression_level: self.compression_level,
             upload_concurrency: self.upload_concurrency,

@@ -1,11 +1,23 @@
 //! Reading request bodies: bounded size, optional gzip (bounded after
-//! decoding too, so a gzip bomb stops at the limit), and the media type.
+//! decoding too, so a gzip bomb stops at the limit), the media type, and
+//! two bounds across requests: a body must arrive within `body_timeout`,
+//! and all bodies in memory at once fit in `max_inflight_body_bytes`.
+//!
+//! The in-flight budget is a semaphore counted in KiB. A request reserves
+//! its declared length (the full `max_body_bytes` when the length is
+//! unknown or the body is gzip, whose decoded size is only known after)
+//! before reading, waits while the budget is spent (which slows clients
+//! down through TCP instead of growing memory), and keeps the reservation
+//! as long as it holds the body: [`ReadBody`] owns both.
 
 use std::io::Read;
+use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap};
 use bytes::Bytes;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::api_error::{ApiError, ErrorKind};
 
@@ -57,29 +69,114 @@ pub fn media_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<MediaType, 
     }
 }
 
-/// Reads the whole body, at most `limit` bytes before and after decoding.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, ApiError> {
+/// The bounds on request bodies.
+#[derive(Debug, Clone)]
+pub struct BodyLimits {
+    /// Largest body, before and after gzip decoding.
+    pub max_body_bytes: usize,
+    /// How long a body may take to arrive (and to get a place in memory).
+    pub timeout: Duration,
+    budget: Arc<Semaphore>,
+    budget_kib: u32,
+}
+
+impl BodyLimits {
+    pub fn new(max_body_bytes: usize, max_inflight_bytes: u64, timeout: Duration) -> Self {
+        let budget_kib = (max_inflight_bytes / 1024).clamp(1, u32::MAX as u64) as u32;
+        Self {
+            max_body_bytes,
+            timeout,
+            budget: Arc::new(Semaphore::new(budget_kib as usize)),
+            budget_kib,
+        }
+    }
+
+    /// KiB still free in the in-flight budget.
+    pub fn available_kib(&self) -> usize {
+        self.budget.available_permits()
+    }
+}
+
+/// A request body in memory, with its share of the in-flight budget.
+#[derive(Debug)]
+pub struct ReadBody {
+    bytes: Bytes,
+    _reservation: OwnedSemaphorePermit,
+}
+
+impl std::ops::Deref for ReadBody {
+    type Target = Bytes;
+    fn deref(&self) -> &Bytes {
+        &self.bytes
+    }
+}
+
+fn kib(bytes: u64) -> u64 {
+    bytes.div_ceil(1024)
+}
+
+/// Reads the whole body within the limits (see the module doc).
+pub async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limits: &BodyLimits,
+) -> Result<ReadBody, ApiError> {
+    let limit = limits.max_body_bytes;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit, "content-length"));
     }
-    let raw = axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large(limit, "body"))?;
     let encoding = headers
         .get(header::CONTENT_ENCODING)
         .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    match encoding.as_deref() {
-        None | Some("identity") | Some("") => Ok(raw),
-        Some("gzip") | Some("x-gzip") => gunzip(&raw, limit),
-        Some(other) => Err(ApiError::new(
-            ErrorKind::UnsupportedMediaType,
-            "unsupported content encoding",
-            format!("content-encoding: {other:?} is not accepted; send gzip or identity"),
-        )),
-    }
+    let plain = matches!(encoding.as_deref(), None | Some("identity") | Some(""));
+    let need = match (declared, plain) {
+        (Some(n), true) => kib(n.max(1)),
+        _ => kib(limit as u64),
+    };
+    let need = need.min(limits.budget_kib as u64) as u32;
+    let budget = Arc::clone(&limits.budget);
+    let reservation = tokio::time::timeout(limits.timeout, budget.acquire_many_owned(need))
+        .await
+        .map_err(|_| busy())?
+        .map_err(|_| busy())?;
+    let raw = tokio::time::timeout(limits.timeout, axum::body::to_bytes(body, limit))
+        .await
+        .map_err(|_| slow(limits.timeout))?
+        .map_err(|_| too_large(limit, "body"))?;
+    let bytes = match encoding.as_deref() {
+        None | Some("identity") | Some("") => raw,
+        Some("gzip") | Some("x-gzip") => gunzip(&raw, limit)?,
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorKind::UnsupportedMediaType,
+                "unsupported content encoding",
+                format!("content-encoding: {other:?} is not accepted; send gzip or identity"),
+            ))
+        }
+    };
+    Ok(ReadBody {
+        bytes,
+        _reservation: reservation,
+    })
+}
+
+fn busy() -> ApiError {
+    ApiError::unavailable(
+        "too many request bodies in flight",
+        "server: max_inflight_body_bytes is in use; retry",
+        1,
+    )
+}
+
+fn slow(timeout: Duration) -> ApiError {
+    ApiError::new(
+        ErrorKind::RequestTimeout,
+        "the request body did not arrive in time",
+        format!("body: not complete after {} ms", timeout.as_millis()),
+    )
 }
 
 fn gunzip(raw: &[u8], limit: usize) -> Result<Bytes, ApiError> {

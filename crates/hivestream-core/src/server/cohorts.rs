@@ -49,7 +49,7 @@ fn parse_id(id: &str) -> Result<Uuid, ApiError> {
 
 async fn input(st: &AppState, headers: &HeaderMap, body: Body) -> Result<CohortInput, ApiError> {
     media_type(headers, false)?;
-    let body = read_body(headers, body, st.max_body_bytes).await?;
+    let body = read_body(headers, body, &st.bodies).await?;
     if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(ApiError::new(
             ErrorKind::InvalidJson,

@@ -93,7 +93,7 @@ pub async fn create(State(st): State<Arc<AppState>>, headers: HeaderMap, body: B
 
 async fn create_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
     media_type(headers, false)?;
-    let body = read_body(headers, body, st.max_body_bytes).await?;
+    let body = read_body(headers, body, &st.bodies).await?;
     let ev = parse_event(&body).inspect_err(|_| METRICS.events_rejected.inc())?;
     let time_ms = now_ms();
     let mut line = Vec::with_capacity(body.len() + 160);
@@ -156,7 +156,7 @@ pub async fn batch(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
 
 async fn batch_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
     let media = media_type(headers, true)?;
-    let body = read_body(headers, body, st.max_body_bytes).await?;
+    let body = read_body(headers, body, &st.bodies).await?;
     let items = split_items(&body, media)?;
     if items.is_empty() {
         return Err(ApiError::new(

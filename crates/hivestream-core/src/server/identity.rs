@@ -82,7 +82,7 @@ fn parse_identify(body: &[u8]) -> Result<(Uuid, Vec<Link>), ApiError> {
 pub async fn identify(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     let result = async {
         media_type(&headers, false)?;
-        let body = read_body(&headers, body, st.max_body_bytes).await?;
+        let body = read_body(&headers, body, &st.bodies).await?;
         let (user, links) = parse_identify(&body)?;
         let time_ms = now_ms();
         let mut batch = Batch::default();

@@ -17,6 +17,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
+pub use body::BodyLimits;
+
 use crate::api_error::{ApiError, ErrorKind};
 use crate::config::Secret;
 use crate::ingest::Appender;
@@ -31,7 +33,7 @@ pub struct AppState {
     pub cohorts: crate::cohorts::CohortStore,
     pub shared: Arc<Shared>,
     pub api_keys: Vec<Secret>,
-    pub max_body_bytes: usize,
+    pub bodies: BodyLimits,
     pub max_batch_items: usize,
 }
 
