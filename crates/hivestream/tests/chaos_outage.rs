@@ -59,7 +59,15 @@ fn s3_outage_backpressures_then_drains_without_loss() {
             .unwrap_or(60),
     );
     let mut setup = Setup::new(backend, "outage");
-    setup.extra = vec!["--max-backlog-bytes".into(), BACKLOG.to_string()];
+    // One upload at a time: the other sealed files wait in the queue, so the
+    // ones deleted below are certainly found missing (a hung PUT may already
+    // hold its file's bytes and succeed after the resume).
+    setup.extra = vec![
+        "--max-backlog-bytes".into(),
+        BACKLOG.to_string(),
+        "--upload-concurrency".into(),
+        "1".into(),
+    ];
     let server = setup.start("500ms");
     // About 1 MB/s: the 4 MiB backlog lasts a few seconds into the outage.
     let shape = LoadShape {
