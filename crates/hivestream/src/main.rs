@@ -45,24 +45,31 @@ struct ServeArgs {
     /// TOML configuration file (same keys as the flags, with underscores).
     #[arg(long, env = "HIVESTREAM_CONFIG")]
     config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080; other addresses need --api-key).
     #[arg(long, env = "HIVESTREAM_LISTEN")]
     listen: Option<String>,
+    /// WAL, router state, index and the default local bucket (default ./hivestream-data).
     #[arg(long, env = "HIVESTREAM_DATA_DIR")]
     data_dir: Option<PathBuf>,
     /// s3://BUCKET[/PREFIX], file://DIR or memory://
     #[arg(long, env = "HIVESTREAM_SINK")]
     sink: Option<String>,
+    /// Bucket region (default AWS_REGION, the profile, or us-east-1).
     #[arg(long, env = "HIVESTREAM_REGION")]
     region: Option<String>,
     /// S3-compatible endpoint URL (path-style).
     #[arg(long, env = "HIVESTREAM_ENDPOINT")]
     endpoint: Option<String>,
+    /// S3 access key id (default AWS_ACCESS_KEY_ID, the profile, or instance credentials).
     #[arg(long, env = "HIVESTREAM_ACCESS_KEY_ID")]
     access_key_id: Option<String>,
+    /// S3 secret access key (never logged).
     #[arg(long, env = "HIVESTREAM_SECRET_ACCESS_KEY", hide_env_values = true)]
     secret_access_key: Option<String>,
+    /// Session token for temporary credentials (never logged).
     #[arg(long, env = "HIVESTREAM_SESSION_TOKEN", hide_env_values = true)]
     session_token: Option<String>,
+    /// Profile in ~/.aws/credentials and ~/.aws/config (default AWS_PROFILE).
     #[arg(long, env = "HIVESTREAM_PROFILE")]
     profile: Option<String>,
     /// Accepted API keys (repeat, or comma-separated in HIVESTREAM_API_KEYS).
@@ -73,15 +80,19 @@ struct ServeArgs {
         hide_env_values = true
     )]
     api_keys: Option<Vec<String>>,
+    /// This writer's id in file names, [A-Za-z0-9_]{1,64} (default: generated once, kept in the data dir).
     #[arg(long, env = "HIVESTREAM_WORKER_ID")]
     worker_id: Option<String>,
-    /// e.g. 60s, 500ms, 5m
+    /// Seal a file this long after its first record, e.g. 60s, 500ms, 5m (default 60s).
     #[arg(long, env = "HIVESTREAM_FLUSH_INTERVAL")]
     flush_interval: Option<String>,
+    /// Seal a file at this compressed size (default 64 MiB).
     #[arg(long, env = "HIVESTREAM_MAX_FILE_BYTES")]
     max_file_bytes: Option<u64>,
+    /// Answer 503 while more WAL bytes than this wait for upload (default 1 GiB).
     #[arg(long, env = "HIVESTREAM_MAX_BACKLOG_BYTES")]
     max_backlog_bytes: Option<u64>,
+    /// Largest request body, before and after gzip decoding (default 16 MiB).
     #[arg(long, env = "HIVESTREAM_MAX_BODY_BYTES")]
     max_body_bytes: Option<usize>,
     /// Memory all request bodies in flight may take at once (default 256 MiB).
@@ -90,15 +101,19 @@ struct ServeArgs {
     /// How long a request body may take to arrive, e.g. 30s.
     #[arg(long, env = "HIVESTREAM_BODY_TIMEOUT")]
     body_timeout: Option<String>,
+    /// Most events per batch request (default 10000).
     #[arg(long, env = "HIVESTREAM_MAX_BATCH_ITEMS")]
     max_batch_items: Option<usize>,
+    /// Gzip level 1-9 (default 4: files ~1% smaller than gzip -6).
     #[arg(long, env = "HIVESTREAM_COMPRESSION_LEVEL")]
     compression_level: Option<u32>,
+    /// Uploads in flight (default 4).
     #[arg(long, env = "HIVESTREAM_UPLOAD_CONCURRENCY")]
     upload_concurrency: Option<usize>,
+    /// On shutdown, wait this long for uploads; the rest upload at next start (default 30s).
     #[arg(long, env = "HIVESTREAM_SHUTDOWN_TIMEOUT")]
     shutdown_timeout: Option<String>,
-    /// e.g. 1h
+    /// Write a segment snapshot at least this often, even without changes (default 1h).
     #[arg(long, env = "HIVESTREAM_SEGMENT_SNAPSHOT_INTERVAL")]
     segment_snapshot_interval: Option<String>,
     /// Page cache of the identity and cohort index, in bytes (default 32 MiB).
