@@ -19,7 +19,7 @@
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hivestream_wal::{Wal, MAX_PAYLOAD_LEN};
 use thiserror::Error;
@@ -30,6 +30,7 @@ use crate::event::Alias;
 use crate::identity::{link_of, resolve, write_sync_line, IdentityIndex, Link, Overlay};
 use crate::metrics::METRICS;
 use crate::record::{DataType, Record, RECORD_HEADER_LEN};
+use crate::router::upload::Backoff;
 use crate::shared::Shared;
 
 /// Most bytes taken into one group commit.
@@ -138,8 +139,6 @@ impl Appender {
     }
 }
 
-/// Starts the committer thread. It stops when every [`Appender`] is dropped,
-/// then marks input closed so the router can finish.
 /// What the committer refuses beyond.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -149,6 +148,8 @@ pub struct Limits {
     pub min_free_bytes: u64,
 }
 
+/// Starts the committer thread. It stops when every [`Appender`] is dropped,
+/// then marks input closed so the router can finish.
 pub fn spawn_committer(
     wal: Wal,
     identity: IdentityIndex,
@@ -181,7 +182,9 @@ struct Committer {
     shared: Arc<Shared>,
     rx: mpsc::Receiver<Request>,
     limits: Limits,
-    /// Free bytes on the WAL's filesystem, as of the current group.
+    /// Free bytes on the WAL's filesystem, measured by the last
+    /// [`Committer::publish_size`] (after every group and idle turn) and
+    /// lowered by each batch staged since.
     free: u64,
     overlay: Overlay,
     /// The last index update failed: replay the WAL into it before resolving.
@@ -191,40 +194,37 @@ struct Committer {
     recovery: Pacer,
 }
 
-/// Exponential pacing of retries: `ready` until a failure, then not again
-/// until a backoff (50 ms doubling to 2 s) has passed; reset on success.
+/// Paces retries: `ready` until a failure, then not again until a backoff
+/// (50 ms doubling to 2 s, with jitter) has passed; reset on success.
 struct Pacer {
-    next: std::time::Instant,
-    delay: Duration,
+    next: Instant,
+    backoff: Backoff,
 }
 
 impl Pacer {
-    const MIN: Duration = Duration::from_millis(50);
-    const MAX: Duration = Duration::from_secs(2);
-
     fn new() -> Self {
         Self {
-            next: std::time::Instant::now(),
-            delay: Self::MIN,
+            next: Instant::now(),
+            backoff: Backoff::new(Duration::from_millis(50), Duration::from_secs(2)),
         }
     }
 
     fn ready(&self) -> bool {
-        std::time::Instant::now() >= self.next
+        Instant::now() >= self.next
     }
 
     fn failed(&mut self) {
-        self.next = std::time::Instant::now() + self.delay;
-        self.delay = (self.delay * 2).min(Self::MAX);
+        self.next = Instant::now() + self.backoff.next_delay();
     }
 
     fn succeeded(&mut self) {
-        self.delay = Self::MIN;
+        self.backoff.reset();
     }
 }
 
 impl Committer {
     fn run(mut self) {
+        self.publish_size();
         loop {
             match self.rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(first) => self.commit_group(first),
@@ -265,7 +265,6 @@ impl Committer {
         // Only requests that resolve or change aliases need a healthy index;
         // plain events go to the WAL while it recovers.
         let index = self.catch_up_index();
-        self.free = self.measure_free();
         self.overlay.clear();
         let mut links = Vec::new();
         let mut staged = Vec::with_capacity(group.len());
@@ -293,7 +292,6 @@ impl Committer {
                 tracing::error!(error = %e, "WAL commit failed; answering 503");
             }
         }
-        self.publish_size();
         for (reply, users, _) in staged {
             let _ = reply.send(result.clone().map(|_| users));
         }
@@ -454,7 +452,9 @@ impl Committer {
         self.publish_size();
     }
 
-    fn publish_size(&self) {
+    /// Publishes WAL size, backlog and free space, and clears the "full"
+    /// flags once there is room again. Runs after every loop turn.
+    fn publish_size(&mut self) {
         let bytes = self.wal.disk_bytes();
         self.shared.wal_bytes.store(bytes, Ordering::Relaxed);
         METRICS.wal_bytes.set(bytes);
@@ -465,8 +465,8 @@ impl Committer {
         if backlog < self.limits.max_backlog_bytes / 10 * 9 {
             self.shared.backlog_full.store(false, Ordering::Release);
         }
-        let free = self.measure_free();
-        if free > self.limits.min_free_bytes + self.limits.min_free_bytes / 10 {
+        self.free = self.measure_free();
+        if self.free > self.limits.min_free_bytes + self.limits.min_free_bytes / 10 {
             self.shared.disk_low.store(false, Ordering::Release);
         }
     }

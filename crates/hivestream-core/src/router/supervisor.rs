@@ -47,7 +47,7 @@ pub fn run_router(
         METRICS.router_restarts.inc();
         if started.elapsed() > Duration::from_secs(60) {
             // A failure after a long healthy run starts a fresh backoff.
-            backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
+            backoff.reset();
         }
         let delay = backoff.next_delay();
         tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64,

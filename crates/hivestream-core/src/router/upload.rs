@@ -47,6 +47,11 @@ impl Backoff {
         }
     }
 
+    /// Starts over from the base delay (after a success).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+
     /// The delay before the next retry.
     pub fn next_delay(&mut self) -> Duration {
         let exp = self
