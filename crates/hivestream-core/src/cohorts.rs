@@ -91,6 +91,12 @@ db_err!(
     redb::CommitError
 );
 
+impl From<crate::identity::IdentityError> for CohortError {
+    fn from(e: crate::identity::IdentityError) -> Self {
+        CohortError::Db(e.to_string())
+    }
+}
+
 fn invalid(field: &'static str, why: impl Into<String>) -> CohortError {
     CohortError::Invalid(field, why.into())
 }
@@ -185,26 +191,12 @@ impl CohortStore {
         Ok(store)
     }
 
-    /// Runs `op` on the database; after a storage error, asks for a reopen
-    /// (redb fails every operation after an I/O error until reopened), so
-    /// the next call works again once the cause (a full disk) is gone.
+    /// Runs `op` on the database, reopening it after a storage error.
     fn with_db<T>(
         &self,
         op: impl FnOnce(&Database) -> Result<T, CohortError>,
     ) -> Result<T, CohortError> {
-        let (generation, db) = self
-            .db
-            .handle()
-            .map_err(|e| CohortError::Db(e.to_string()))?;
-        let result = op(&db);
-        drop(db);
-        if let Err(CohortError::Db(why)) = &result {
-            tracing::warn!(error = %why, "cohort store error; reopening the index");
-            if let Err(e) = self.db.reopen_after(generation) {
-                tracing::warn!(error = %e, "index reopen failed; will retry");
-            }
-        }
-        result
+        self.db.run(op, |e| matches!(e, CohortError::Db(_)))
     }
 
     pub fn create(&self, input: CohortInput, now_ms: i64) -> Result<Cohort, CohortError> {

@@ -261,13 +261,7 @@ fn write_links(
 
 /// Every alias linked to `user`: `(tag, id, priority)`.
 pub fn aliases_of(db: &IndexDb, user: &Uuid) -> Result<Vec<(String, String, i64)>, IdentityError> {
-    let (generation, handle) = db.handle()?;
-    let found = read_aliases(&handle, user);
-    drop(handle);
-    if found.is_err() {
-        let _ = db.reopen_after(generation);
-    }
-    found
+    db.run(|handle| read_aliases(handle, user), |_| true)
 }
 
 fn read_aliases(db: &Database, user: &Uuid) -> Result<Vec<(String, String, i64)>, IdentityError> {

@@ -72,6 +72,29 @@ impl IndexDb {
         }
     }
 
+    /// Runs one operation on a handle; when it fails in a way `is_storage`
+    /// calls a storage error, reopens the database (redb fails every later
+    /// operation after an I/O error until then), so that the next call can
+    /// succeed once the cause, a full disk say, is gone.
+    pub fn run<T, E: From<IdentityError> + std::fmt::Display>(
+        &self,
+        op: impl FnOnce(&Database) -> Result<T, E>,
+        is_storage: impl FnOnce(&E) -> bool,
+    ) -> Result<T, E> {
+        let (generation, db) = self.handle()?;
+        let result = op(&db);
+        drop(db);
+        if let Err(e) = &result {
+            if is_storage(e) {
+                tracing::warn!(error = %e, "index operation failed; reopening the index");
+                if let Err(e) = self.reopen_after(generation) {
+                    tracing::warn!(error = %e, "index reopen failed; will retry");
+                }
+            }
+        }
+        result
+    }
+
     /// Closes and reopens the database, unless it was already reopened
     /// since `seen` (the generation of the handle whose operation failed).
     pub fn reopen_after(&self, seen: u64) -> Result<(), IdentityError> {
