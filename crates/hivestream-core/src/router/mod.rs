@@ -30,6 +30,7 @@ use hivestream_wal::{WalError, WalReader};
 use thiserror::Error;
 
 pub use deflate::DeflatePool;
+use file::spool_path;
 pub use file::{FileBuilder, FileOptions, Finished};
 use ledger::{Ledger, Seal};
 pub use supervisor::run_router;
@@ -410,17 +411,12 @@ fn clean_spool(spool: &Path, keep: &HashSet<u64>) -> Result<(), RouterError> {
         source,
     };
     std::fs::create_dir_all(spool).map_err(io)?;
+    let kept: HashSet<PathBuf> = keep.iter().map(|id| spool_path(spool, *id)).collect();
     for entry in std::fs::read_dir(spool).map_err(io)? {
         let path = entry.map_err(io)?.path();
-        let id = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_suffix(".jsonl.gz"))
-            .and_then(|n| n.parse::<u64>().ok());
-        if id.is_some_and(|id| keep.contains(&id)) {
-            continue;
+        if !kept.contains(&path) {
+            std::fs::remove_file(&path).map_err(io)?;
         }
-        std::fs::remove_file(&path).map_err(io)?;
     }
     Ok(())
 }

@@ -90,11 +90,6 @@ impl BodyLimits {
             budget_kib,
         }
     }
-
-    /// KiB still free in the in-flight budget.
-    pub fn available_kib(&self) -> usize {
-        self.budget.available_permits()
-    }
 }
 
 /// A request body in memory, with its share of the in-flight budget.
@@ -128,12 +123,10 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large(limit, "content-length"));
     }
-    let encoding = headers
-        .get(header::CONTENT_ENCODING)
-        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
-    let plain = matches!(encoding.as_deref(), None | Some("identity") | Some(""));
-    let need = match (declared, plain) {
-        (Some(n), true) => kib(n.max(1)),
+    // Refuse an unknown encoding before spending budget or reading.
+    let gzip = is_gzip(headers)?;
+    let need = match (declared, gzip) {
+        (Some(n), false) => kib(n.max(1)),
         _ => kib(limit as u64),
     };
     let need = need.min(limits.budget_kib as u64) as u32;
@@ -146,21 +139,28 @@ pub async fn read_body(
         .await
         .map_err(|_| slow(limits.timeout))?
         .map_err(|_| too_large(limit, "body"))?;
-    let bytes = match encoding.as_deref() {
-        None | Some("identity") | Some("") => raw,
-        Some("gzip") | Some("x-gzip") => gunzip(&raw, limit)?,
-        Some(other) => {
-            return Err(ApiError::new(
-                ErrorKind::UnsupportedMediaType,
-                "unsupported content encoding",
-                format!("content-encoding: {other:?} is not accepted; send gzip or identity"),
-            ))
-        }
-    };
+    let bytes = if gzip { gunzip(&raw, limit)? } else { raw };
     Ok(ReadBody {
         bytes,
         _reservation: reservation,
     })
+}
+
+/// Whether the body is gzip (`Content-Encoding: gzip`); identity or no
+/// encoding is plain; anything else is refused.
+fn is_gzip(headers: &HeaderMap) -> Result<bool, ApiError> {
+    let encoding = headers
+        .get(header::CONTENT_ENCODING)
+        .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some("identity") | Some("") => Ok(false),
+        Some("gzip") | Some("x-gzip") => Ok(true),
+        Some(other) => Err(ApiError::new(
+            ErrorKind::UnsupportedMediaType,
+            "unsupported content encoding",
+            format!("content-encoding: {other:?} is not accepted; send gzip or identity"),
+        )),
+    }
 }
 
 fn busy() -> ApiError {
