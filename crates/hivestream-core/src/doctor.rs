@@ -1,9 +1,9 @@
 //! `hivestream doctor`: checks the sink exactly as `serve` would use it and
 //! says what is wrong and how to fix it.
 //!
-//! Every check goes through the same [`ObjectStore`] that uploads use
-//! (credentials, list, a create-only put, get, delete of a probe object
-//! under the prefix), so a green doctor means uploads will work. Two S3
+//! Every check goes through the same [`ObjectStore`] and the same calls that
+//! uploads use (credentials, list, [`put_new`], get, delete of a probe
+//! object under the prefix), so a green doctor means uploads will work. Two S3
 //! questions the object store cannot answer are asked with raw requests
 //! signed by object_store's own SigV4 authorizer: which region the bucket is
 //! in (`HEAD` bucket, `x-amz-bucket-region`) and whether its public access
@@ -22,7 +22,7 @@ use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 
 use crate::config::{Config, SinkTarget};
-use crate::sink::{build_store, s3_builder};
+use crate::sink::{build_store, put_new, s3_builder};
 
 /// How a check went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -391,14 +391,8 @@ async fn probe(report: &mut Report, store: &dyn ObjectStore, prefix: &str) {
     );
     let location = ObjectPath::from(key.as_str());
     let content = PutPayload::from_static(b"hivestream doctor probe\n");
-    let create = PutOptions {
-        mode: PutMode::Create,
-        ..Default::default()
-    };
-    if let Err(e) = store
-        .put_opts(&location, content.clone(), create.clone())
-        .await
-    {
+    // The very call uploads make, fallback included.
+    if let Err(e) = put_new(store, &location, content.clone()).await {
         return report.fail(
             "put",
             format!("cannot write {key}: {}", short(&e)),
@@ -416,6 +410,12 @@ async fn probe(report: &mut Report, store: &dyn ObjectStore, prefix: &str) {
         },
         Err(e) => report.fail("get", short(&e), "grant s3:GetObject on BUCKET/PREFIX/*"),
     }
+    // A bare create-only PUT on an existing key: does the endpoint honour
+    // If-None-Match?
+    let create = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
     match store.put_opts(&location, content, create).await {
         Err(object_store::Error::AlreadyExists { .. }) => report.push(
             "conditional put",

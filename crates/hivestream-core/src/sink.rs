@@ -193,20 +193,30 @@ pub async fn upload_file(
     let size = tokio::fs::metadata(path).await.map_err(io)?.len();
     if size <= PART_BYTES as u64 {
         let data = tokio::fs::read(path).await.map_err(io)?;
-        let opts = PutOptions {
-            mode: PutMode::Create,
-            ..Default::default()
-        };
-        let payload = PutPayload::from(data);
-        return match store.put_opts(&location, payload.clone(), opts).await {
-            Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
-            Err(e) if conditional_put_unsupported(&e) => {
-                put_if_absent_unconditional(store, &location, payload).await
-            }
-            Err(e) => Err(e),
-        };
+        return put_new(store, &location, PutPayload::from(data)).await;
     }
     upload_multipart(store, &location, path).await
+}
+
+/// Writes `payload` at `location` unless an object is there already (which,
+/// keys being derived from content, holds the same bytes): a create-only
+/// PUT, or HEAD then PUT where the endpoint does not do `If-None-Match`.
+pub async fn put_new(
+    store: &dyn ObjectStore,
+    location: &ObjectPath,
+    payload: PutPayload,
+) -> Result<(), object_store::Error> {
+    let opts = PutOptions {
+        mode: PutMode::Create,
+        ..Default::default()
+    };
+    match store.put_opts(location, payload.clone(), opts).await {
+        Ok(_) | Err(object_store::Error::AlreadyExists { .. }) => Ok(()),
+        Err(e) if conditional_put_unsupported(&e) => {
+            put_if_absent_unconditional(store, location, payload).await
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Whether an error says the endpoint does not implement `If-None-Match`.
