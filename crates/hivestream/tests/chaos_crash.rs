@@ -24,13 +24,6 @@ use common::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-fn env_number(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
 /// How one round ends.
 #[derive(Debug)]
 enum Crash {
@@ -149,11 +142,4 @@ fn crashes_at_random_points_and_failpoints_lose_and_duplicate_nothing() {
             d.acknowledged, d.found, d.missing, d.duplicated, d.objects
         );
     }
-}
-
-fn signal(pid: u32, sig: &str) {
-    std::process::Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap();
 }

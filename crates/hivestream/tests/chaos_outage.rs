@@ -26,21 +26,12 @@ use common::*;
 
 const BACKLOG: u64 = 4 << 20;
 
-fn signal(pid: &str, sig: &str) {
-    let ok = std::process::Command::new("kill")
-        .args([sig, pid])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid} failed");
-}
-
 /// Resumes SeaweedFS even when an assertion fails mid-test.
 struct Frozen<'a>(&'a str);
 
 impl Drop for Frozen<'_> {
     fn drop(&mut self) {
-        signal(self.0, "-CONT");
+        assert!(signal(self.0, "-CONT"), "kill -CONT {} failed", self.0);
     }
 }
 
@@ -52,12 +43,7 @@ fn s3_outage_backpressures_then_drains_without_loss() {
     };
     let pid = std::env::var("HIVESTREAM_TEST_S3_PID")
         .expect("HIVESTREAM_TEST_S3_PID must name the SeaweedFS process (scripts/test sets it)");
-    let outage = Duration::from_secs(
-        std::env::var("HIVESTREAM_CHAOS_OUTAGE_SECS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(60),
-    );
+    let outage = Duration::from_secs(env_number("HIVESTREAM_CHAOS_OUTAGE_SECS", 60));
     let mut setup = Setup::new(backend, "outage");
     // One upload at a time: the other sealed files wait in the queue, so the
     // ones deleted below are certainly found missing (a hung PUT may already
@@ -85,7 +71,7 @@ fn s3_outage_backpressures_then_drains_without_loss() {
     );
 
     let frozen = Frozen(&pid);
-    signal(&pid, "-STOP");
+    assert!(signal(&pid, "-STOP"), "kill -STOP {pid} failed");
     let outage_start = Instant::now();
     let mut readyz_503 = false;
     let mut spool_deleted = 0;

@@ -392,6 +392,23 @@ fn parse_response(raw: &[u8]) -> Option<Response> {
     })
 }
 
+/// A number from the environment (a suite's size or seed), or `default`.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Sends `sig` (`-TERM`, `-STOP`, …) to process `pid` with kill(1); returns
+/// whether it was delivered.
+pub fn signal(pid: impl std::fmt::Display, sig: &str) -> bool {
+    Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
 /// An event with `pad` bytes of filler in its properties (for suites that
 /// need volume to fill a backlog or a disk).
 pub fn event_json_padded(i: usize, pad: usize) -> String {
