@@ -19,6 +19,8 @@ pub const NAMES: &[&str] = &[
     "commit.after_sync",
     // A file's seal is durable in the ledger; its upload has not started.
     "router.after_seal",
+    // Half of a local-bucket object is written to its staging file.
+    "upload.local_partial_write",
     // An object is in the bucket; the router has not heard of it.
     "upload.after_put",
     // The router noted uploads as done (not synced); no checkpoint yet.

@@ -26,7 +26,7 @@ use crate::router::upload::run_uploader;
 use crate::router::{run_router, Router, RouterConfig, RouterError};
 use crate::server::{app, AppState};
 use crate::shared::Shared;
-use crate::sink::{build_store, SinkError};
+use crate::sink::{open_for_uploads, SinkError};
 
 /// Why `serve` stopped with an error.
 #[derive(Debug, Error)]
@@ -113,7 +113,7 @@ pub async fn serve(
 ) -> Result<(), ServeError> {
     let _lock = lock_data_dir(&cfg.data_dir)?;
     let worker = worker_id(&cfg)?;
-    let store = build_store(&cfg)?;
+    let store = open_for_uploads(&cfg)?;
     let fs = crate::disk::space(&cfg.data_dir).map_err(data_err(&cfg.data_dir))?;
     let limits = Limits {
         max_backlog_bytes: cfg.max_backlog_bytes,

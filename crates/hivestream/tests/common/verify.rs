@@ -90,10 +90,88 @@ pub struct Delivery {
     pub objects: usize,
 }
 
+/// Whether `key` (relative to the prefix) has the contract's shape:
+/// `type=events|sync_aliases/year=YYYY/month=MM/day=DD/hour=HH/NAME` or
+/// `type=segment/NAME`, with NAME `{13 digits}-{16 hex}-{worker}.jsonl.gz`.
+pub fn is_contract_key(key: &str) -> bool {
+    let parts: Vec<&str> = key.split('/').collect();
+    let digits = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_digit());
+    let hourly = |p: &[&str]| {
+        p.len() == 5
+            && p[0].strip_prefix("year=").is_some_and(|v| digits(v, 4))
+            && p[1].strip_prefix("month=").is_some_and(|v| digits(v, 2))
+            && p[2].strip_prefix("day=").is_some_and(|v| digits(v, 2))
+            && p[3].strip_prefix("hour=").is_some_and(|v| digits(v, 2))
+    };
+    let dir_ok = match parts.first().copied() {
+        Some("type=events") | Some("type=sync_aliases") => hourly(&parts[1..]),
+        Some("type=segment") => parts.len() == 2,
+        _ => false,
+    };
+    let Some(name) = parts.last().and_then(|n| n.strip_suffix(".jsonl.gz")) else {
+        return false;
+    };
+    let mut pieces = name.splitn(3, '-');
+    let (ts, hash, worker) = match (pieces.next(), pieces.next(), pieces.next()) {
+        (Some(t), Some(h), Some(w)) => (t, h, w),
+        _ => return false,
+    };
+    dir_ok
+        && digits(ts, 13)
+        && hash.len() == 16
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        && !worker.is_empty()
+        && worker
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+}
+
+/// Every file under `root` (what a directory reader or `aws s3 sync`
+/// sees: no listing API hides partial writes here), relative to it.
+pub fn files_under(root: &std::path::Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(root).unwrap().display().to_string());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// For a local-directory sink: asserts the bucket tree holds nothing but
+/// complete objects with contract keys (no staging or partial files).
+pub fn assert_only_contract_objects(setup: &Setup) {
+    if !matches!(setup.backend, super::Backend::Local) {
+        return;
+    }
+    let root = setup.dir.path().join("bucket");
+    let strays: Vec<String> = files_under(&root)
+        .into_iter()
+        .filter(|k| !is_contract_key(k))
+        .collect();
+    assert!(
+        strays.is_empty(),
+        "the local bucket holds files that are not contract objects: {strays:?}"
+    );
+}
+
 /// Reads every object back, checks every events key and line, and asserts
 /// that each acknowledged id is there exactly once and that no id (even an
 /// unacknowledged one, whose request died with the server) is there twice.
 pub fn assert_exactly_once(setup: &Setup, acked: &[String]) -> Delivery {
+    assert_only_contract_objects(setup);
     let objects = setup.objects();
     for (key, lines) in objects
         .iter()

@@ -1,6 +1,7 @@
 //! The object store behind the router: one [`ObjectStore`] trait object for
-//! a local directory, memory or S3 (any S3-compatible endpoint), so uploads
-//! take one code path whatever the target.
+//! a local directory ([`local::LocalBucket`]), memory or S3 (any
+//! S3-compatible endpoint), so uploads take one code path whatever the
+//! target.
 //!
 //! S3 credentials come, in order, from the configuration, the `AWS_*`
 //! environment, a profile in `~/.aws/credentials` (`AWS_PROFILE` or
@@ -12,14 +13,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+pub mod local;
+
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use thiserror::Error;
 
 use crate::config::{Config, S3Settings, SinkTarget};
+pub use local::LocalBucket;
 
 /// Files up to this size are sent with one conditional PUT; larger ones
 /// with a multipart upload of parts this big.
@@ -37,20 +40,18 @@ pub enum SinkError {
     S3(String),
 }
 
+/// The local bucket at `dir`, staging its writes under the data dir.
+fn local_bucket(cfg: &Config, dir: &Path) -> Result<LocalBucket, SinkError> {
+    LocalBucket::open(dir, &cfg.data_dir.join("staging")).map_err(|source| SinkError::LocalDir {
+        path: dir.to_path_buf(),
+        source,
+    })
+}
+
 /// Builds the store the configuration names.
 pub fn build_store(cfg: &Config) -> Result<Arc<dyn ObjectStore>, SinkError> {
     match &cfg.sink {
-        SinkTarget::Local(dir) => {
-            std::fs::create_dir_all(dir).map_err(|source| SinkError::LocalDir {
-                path: dir.clone(),
-                source,
-            })?;
-            let fs = LocalFileSystem::new_with_prefix(dir).map_err(|e| SinkError::LocalDir {
-                path: dir.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })?;
-            Ok(Arc::new(fs))
-        }
+        SinkTarget::Local(dir) => Ok(Arc::new(local_bucket(cfg, dir)?)),
         SinkTarget::Memory => Ok(Arc::new(InMemory::new())),
         SinkTarget::S3 { bucket } => Ok(Arc::new(
             s3_builder(bucket, &cfg.s3)
@@ -58,6 +59,29 @@ pub fn build_store(cfg: &Config) -> Result<Arc<dyn ObjectStore>, SinkError> {
                 .map_err(|e| SinkError::S3(e.to_string()))?,
         )),
     }
+}
+
+/// Builds the store for a process that uploads (`serve`): as
+/// [`build_store`], and for a local bucket first removes what writes cut
+/// short by a crash left behind. Call it before any upload starts.
+pub fn open_for_uploads(cfg: &Config) -> Result<Arc<dyn ObjectStore>, SinkError> {
+    let SinkTarget::Local(dir) = &cfg.sink else {
+        return build_store(cfg);
+    };
+    let bucket = local_bucket(cfg, dir)?;
+    let removed = bucket
+        .sweep_leftovers()
+        .map_err(|source| SinkError::LocalDir {
+            path: dir.clone(),
+            source,
+        })?;
+    if removed > 0 {
+        tracing::warn!(
+            removed,
+            "local bucket: removed partial writes left by a crash"
+        );
+    }
+    Ok(Arc::new(bucket))
 }
 
 /// An S3 builder with every credential source applied in order.
@@ -296,7 +320,7 @@ mod tests {
     async fn upload_small_and_multipart_round_trip_on_memory_and_local() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir_all(dir.path().join("b")).unwrap();
-        let local = LocalFileSystem::new_with_prefix(dir.path().join("b")).unwrap();
+        let local = LocalBucket::open(&dir.path().join("b"), &dir.path().join("stage")).unwrap();
         let stores: Vec<Arc<dyn ObjectStore>> = vec![Arc::new(InMemory::new()), Arc::new(local)];
         for store in stores {
             for size in [10usize, PART_BYTES + 5] {
