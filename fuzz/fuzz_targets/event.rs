@@ -3,7 +3,7 @@
 //! contract's nine fields in order and `properties` unchanged in meaning.
 #![no_main]
 
-use hivestream_core::event::parse_event;
+use hivestream_core::collect::event::parse_event;
 use libfuzzer_sys::fuzz_target;
 
 const FIELDS: [&str; 9] = [

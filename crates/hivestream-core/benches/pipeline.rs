@@ -6,11 +6,11 @@
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use hivestream_core::corpus::Corpus;
-use hivestream_core::event::parse_event;
-use hivestream_core::ingest::Batch;
-use hivestream_core::keys::Partition;
-use hivestream_core::record::{DataType, Record};
-use hivestream_core::router::{DeflatePool, FileBuilder, FileOptions};
+use hivestream_core::collect::event::parse_event;
+use hivestream_core::log::ingest::Batch;
+use hivestream_core::route::keys::Partition;
+use hivestream_core::log::record::{DataType, Record};
+use hivestream_core::route::{DeflatePool, FileBuilder, FileOptions};
 
 const EVENTS: usize = 2000;
 const TIME_MS: i64 = 1_764_000_000_000;
@@ -28,7 +28,7 @@ fn lines(events: &[String]) -> Vec<Vec<u8>> {
             let mut line = Vec::new();
             let ev = parse_event(e.as_bytes()).unwrap();
             let user = match &ev.user {
-                hivestream_core::event::UserRef::Id(u) => *u,
+                hivestream_core::collect::event::UserRef::Id(u) => *u,
                 _ => uuid::Uuid::nil(),
             };
             ev.write_line(&uuid::Uuid::new_v4(), TIME_MS, &user, &mut line);

@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
-use crate::keys::{normalize_prefix, KeyError, WorkerId};
+use crate::route::keys::{normalize_prefix, KeyError, WorkerId};
 
 /// Every setting, each optional; see README "Configuration".
 /// Not `Debug`: it holds secrets in the clear.

@@ -196,7 +196,7 @@ mod tests {
         let mean = a.iter().map(String::len).sum::<usize>() / a.len();
         assert!((500..1000).contains(&mean), "mean event size {mean}");
         for e in &a {
-            crate::event::parse_event(e.as_bytes()).expect("generated events are valid");
+            crate::collect::event::parse_event(e.as_bytes()).expect("generated events are valid");
         }
     }
 }

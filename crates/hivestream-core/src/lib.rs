@@ -2,29 +2,34 @@
 //! and route them into hourly Hive-partitioned gzip JSONL objects in S3 or a
 //! local directory, exactly once.
 //!
-//! Data flow: [`server`] validates ([`event`]) and encodes records
-//! ([`record`]) → [`ingest`] group-commits them to the WAL → [`router`]
-//! partitions ([`keys`]), compresses and seals files, then uploads them
-//! through [`sink`] → the checkpoint lets the WAL be reclaimed.
+//! The source tree follows the data, one folder per stage:
+//!
+//! ```text
+//!  collect ──▶ log ──▶ route ──▶ sink
+//!  (HTTP,      (WAL,    (partition, seal,   (S3 or a local
+//!   validate)   group    gzip, ledger,       directory)
+//!               commit)  upload)
+//!                  │
+//!                  ▼
+//!                state (alias index, cohorts)
+//! ```
+//!
+//! [`collect::server`] validates ([`collect::event`]) and encodes records
+//! ([`log::record`]) → [`log::ingest`] group-commits them to the WAL →
+//! [`route`] partitions ([`route::keys`]), compresses and seals files, then
+//! uploads them through [`sink`] → the checkpoint lets the WAL be reclaimed.
 
-pub mod api_error;
 pub mod clock;
-pub mod cohorts;
+pub mod collect;
 pub mod config;
 pub mod corpus;
 pub mod disk;
 pub mod doctor;
-pub mod event;
 pub mod failpoint;
-pub mod identity;
-pub mod index_db;
-pub mod ingest;
-pub mod json_scan;
-pub mod keys;
+pub mod log;
 pub mod metrics;
-pub mod record;
-pub mod router;
+pub mod route;
 pub mod serve;
-pub mod server;
 pub mod shared;
 pub mod sink;
+pub mod state;

@@ -16,15 +16,15 @@ use std::sync::{mpsc, Arc};
 use hivestream_wal::{Wal, WalOptions};
 use thiserror::Error;
 
-use crate::cohorts::{run_snapshotter, CohortStore};
+use crate::state::cohorts::{run_snapshotter, CohortStore};
 use crate::config::Config;
-use crate::identity::{IdentityError, IdentityIndex};
-use crate::index_db::IndexDb;
-use crate::ingest::{spawn_committer, Limits};
-use crate::keys::WorkerId;
-use crate::router::upload::run_uploader;
-use crate::router::{run_router, Router, RouterConfig, RouterError};
-use crate::server::{app, AppState};
+use crate::state::identity::{IdentityError, IdentityIndex};
+use crate::state::index_db::IndexDb;
+use crate::log::ingest::{spawn_committer, Limits};
+use crate::route::keys::WorkerId;
+use crate::route::upload::run_uploader;
+use crate::route::{run_router, Router, RouterConfig, RouterError};
+use crate::collect::server::{app, AppState};
 use crate::shared::Shared;
 use crate::sink::{open_for_uploads, SinkError};
 
@@ -145,7 +145,7 @@ pub async fn serve(
         max_file_bytes: cfg.max_file_bytes,
         level: cfg.compression_level,
         shutdown_timeout: cfg.shutdown_timeout,
-        deflate: crate::router::DeflatePool::per_core(),
+        deflate: crate::route::DeflatePool::per_core(),
     };
     let first = Router::open(router_cfg.clone(), Arc::clone(&shared), upload_tx.clone())?;
     let router_shared = Arc::clone(&shared);
@@ -178,7 +178,7 @@ pub async fn serve(
         cohorts,
         shared: Arc::clone(&shared),
         api_keys: cfg.api_keys.clone(),
-        bodies: crate::server::BodyLimits::new(
+        bodies: crate::collect::server::BodyLimits::new(
             cfg.max_body_bytes,
             cfg.max_inflight_body_bytes,
             cfg.body_timeout,

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 
 use super::{event_counts, Setup};
 
-pub use hivestream_core::event::FIELDS;
+pub use hivestream_core::collect::event::FIELDS;
 
 /// Checks a key is `type=events/year=YYYY/month=MM/day=DD/hour=HH/{13 digits}-{16 hex}-{worker}.jsonl.gz`
 /// and agrees with its records' times and content.

@@ -14,13 +14,13 @@ use std::sync::Arc;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::index_db::IndexDb;
+use crate::state::index_db::IndexDb;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::clock::write_rfc3339_ms;
-use crate::identity::META;
+use crate::state::identity::META;
 
 /// id → cohort JSON.
 const COHORTS: TableDefinition<&str, &str> = TableDefinition::new("cohorts");
@@ -91,8 +91,8 @@ db_err!(
     redb::CommitError
 );
 
-impl From<crate::identity::IdentityError> for CohortError {
-    fn from(e: crate::identity::IdentityError) -> Self {
+impl From<crate::state::identity::IdentityError> for CohortError {
+    fn from(e: crate::state::identity::IdentityError) -> Self {
         CohortError::Db(e.to_string())
     }
 }
@@ -376,7 +376,7 @@ impl CohortStore {
 /// fires, so a change made just before shutdown is still exported.
 pub async fn run_snapshotter(
     store: CohortStore,
-    appender: crate::ingest::Appender,
+    appender: crate::log::ingest::Appender,
     interval: std::time::Duration,
     tick: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
@@ -397,7 +397,7 @@ pub async fn run_snapshotter(
 
 async fn snapshot_once(
     store: &CohortStore,
-    appender: &crate::ingest::Appender,
+    appender: &crate::log::ingest::Appender,
     interval_ms: i64,
 ) -> Result<(), String> {
     let now = crate::clock::now_ms();
@@ -408,9 +408,9 @@ async fn snapshot_once(
     let Some((generation, content)) = due.map_err(|e| e.to_string())? else {
         return Ok(());
     };
-    let mut batch = crate::ingest::Batch::default();
-    batch.push(&crate::record::Record {
-        data_type: crate::record::DataType::Segment,
+    let mut batch = crate::log::ingest::Batch::default();
+    batch.push(&crate::log::record::Record {
+        data_type: crate::log::record::DataType::Segment,
         time_ms: now,
         line: &content,
     });

@@ -19,9 +19,9 @@ use axum::Router;
 
 pub use body::BodyLimits;
 
-use crate::api_error::{ApiError, ErrorKind};
+use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::config::Secret;
-use crate::ingest::Appender;
+use crate::log::ingest::Appender;
 use crate::metrics::METRICS;
 use crate::shared::Shared;
 
@@ -29,8 +29,8 @@ use crate::shared::Shared;
 pub struct AppState {
     pub appender: Appender,
     /// The identity index.
-    pub db: Arc<crate::index_db::IndexDb>,
-    pub cohorts: crate::cohorts::CohortStore,
+    pub db: Arc<crate::state::index_db::IndexDb>,
+    pub cohorts: crate::state::cohorts::CohortStore,
     pub shared: Arc<Shared>,
     pub api_keys: Vec<Secret>,
     pub bodies: BodyLimits,

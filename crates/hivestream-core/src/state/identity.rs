@@ -21,9 +21,9 @@ use serde::Deserialize;
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::event::Alias;
-use crate::index_db::IndexDb;
-use crate::record::{DataType, Record};
+use crate::collect::event::Alias;
+use crate::state::index_db::IndexDb;
+use crate::log::record::{DataType, Record};
 
 /// `(tag, id)` → `(user uuid, priority)`.
 const ALIASES: TableDefinition<(&str, &str), ([u8; 16], i64)> = TableDefinition::new("aliases");
@@ -305,7 +305,7 @@ pub fn write_sync_line(time_ms: i64, link: &Link, out: &mut Vec<u8>) {
     out.extend_from_slice(b"{\"time\":\"");
     crate::clock::write_rfc3339_ms(time_ms, out);
     out.extend_from_slice(b"\",\"user_id\":");
-    crate::event::write_uuid(&link.user, out);
+    crate::collect::event::write_uuid(&link.user, out);
     out.extend_from_slice(b",\"tag\":");
     serde_json::to_writer(&mut *out, &link.tag).expect("strings serialise");
     out.extend_from_slice(b",\"id\":");

@@ -15,8 +15,8 @@ use std::time::Instant;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::deflate::{DeflatePool, GzipStream};
-use crate::keys::Partition;
-use crate::record::Record;
+use crate::route::keys::Partition;
+use crate::log::record::Record;
 
 /// Where and how files are built.
 #[derive(Debug, Clone)]
@@ -132,7 +132,7 @@ impl FileBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::DataType;
+    use crate::log::record::DataType;
     use std::io::Read;
 
     fn build(dir: &Path, id: u64, lines: &[&str]) -> Finished {

@@ -4,7 +4,7 @@ use super::*;
 
 fn store() -> (tempfile::TempDir, CohortStore) {
     let dir = tempfile::tempdir().unwrap();
-    let db = crate::index_db::IndexDb::open(&dir.path().join("db.redb"), 1 << 20).unwrap();
+    let db = crate::state::index_db::IndexDb::open(&dir.path().join("db.redb"), 1 << 20).unwrap();
     (dir, CohortStore::new(db).unwrap())
 }
 

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use redb::Database;
 
-use crate::identity::IdentityError;
+use crate::state::identity::IdentityError;
 
 /// How long a reopen waits for operations still holding the old handle.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);

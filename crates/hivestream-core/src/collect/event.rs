@@ -12,9 +12,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::api_error::{ApiError, ErrorKind};
+use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::clock::write_rfc3339_ms;
-use crate::json_scan::{measure, Scan};
+use crate::collect::json_scan::{measure, Scan};
 
 /// The fields of an `events` line, in the contract's order (every one
 /// always present).
@@ -278,7 +278,7 @@ fn check_properties(raw: &RawValue) -> Result<&RawValue, ApiError> {
     Ok(raw)
 }
 
-pub use crate::json_scan::minify_into;
+pub use crate::collect::json_scan::minify_into;
 
 /// Appends a UUID in lowercase hyphenated form, quoted.
 pub fn write_uuid(id: &Uuid, out: &mut Vec<u8>) {

@@ -16,6 +16,7 @@
 
 pub mod deflate;
 mod file;
+pub mod keys;
 pub mod ledger;
 mod supervisor;
 pub mod upload;
@@ -36,9 +37,9 @@ use ledger::{Ledger, Seal};
 pub use supervisor::run_router;
 pub use upload::UploadJob;
 
-use crate::keys::{object_key, Partition, WorkerId};
+use crate::route::keys::{object_key, Partition, WorkerId};
 use crate::metrics::METRICS;
-use crate::record::Record;
+use crate::log::record::Record;
 use crate::shared::Shared;
 
 /// Most partitions open at once; beyond it the oldest file is sealed early.

@@ -23,7 +23,7 @@ fn alias(tag: &str, id: &str, priority: i64) -> Alias {
 }
 
 fn sync_payload(l: &Link) -> Vec<u8> {
-    crate::ingest::sync_payload(0, l)
+    crate::log::ingest::sync_payload(0, l)
 }
 
 #[test]
@@ -56,7 +56,7 @@ fn relink_moves_alias_between_users_and_survives_replay() {
         wal.append(&sync_payload(l)).unwrap();
     }
     let end = wal.commit().unwrap();
-    let db = crate::index_db::IndexDb::open(&dir.path().join("index.redb"), 1 << 20).unwrap();
+    let db = crate::state::index_db::IndexDb::open(&dir.path().join("index.redb"), 1 << 20).unwrap();
     // Nothing applied yet: opening replays the WAL.
     let index = IdentityIndex::open(db.clone(), &wal_dir, end).unwrap();
     assert_eq!(index.durable_lsn(), end);
@@ -92,7 +92,7 @@ fn non_durable_applies_are_replayed_after_a_crash() {
     let wal_dir = dir.path().join("wal");
     let (mut wal, _) = Wal::open(&wal_dir, WalOptions::default()).unwrap();
     let path = dir.path().join("index.redb");
-    let db = crate::index_db::IndexDb::open(&path, 1 << 20).unwrap();
+    let db = crate::state::index_db::IndexDb::open(&path, 1 << 20).unwrap();
     let mut index = IdentityIndex::open(db.clone(), &wal_dir, 0).unwrap();
     let l = link(9, "t", "i", 0);
     wal.append(&sync_payload(&l)).unwrap();
@@ -102,7 +102,7 @@ fn non_durable_applies_are_replayed_after_a_crash() {
     // "Crash": drop without a durable commit, reopen.
     drop(index);
     drop(db);
-    let db = crate::index_db::IndexDb::open(&path, 1 << 20).unwrap();
+    let db = crate::state::index_db::IndexDb::open(&path, 1 << 20).unwrap();
     let index = IdentityIndex::open(db, &wal_dir, end).unwrap();
     assert_eq!(
         index.lookup(&[alias("t", "i", 0)]).unwrap(),
@@ -115,7 +115,7 @@ fn a_reopen_elsewhere_makes_the_index_stale_and_recover_replays() {
     let dir = tempfile::tempdir().unwrap();
     let wal_dir = dir.path().join("wal");
     let (mut wal, _) = Wal::open(&wal_dir, WalOptions::default()).unwrap();
-    let db = crate::index_db::IndexDb::open(&dir.path().join("index.redb"), 1 << 20).unwrap();
+    let db = crate::state::index_db::IndexDb::open(&dir.path().join("index.redb"), 1 << 20).unwrap();
     let mut index = IdentityIndex::open(db.clone(), &wal_dir, 0).unwrap();
     let l = link(4, "email", "x", 0);
     wal.append(&sync_payload(&l)).unwrap();

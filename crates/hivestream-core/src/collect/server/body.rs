@@ -19,7 +19,7 @@ use axum::http::{header, HeaderMap};
 use bytes::Bytes;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::api_error::{ApiError, ErrorKind};
+use crate::collect::api_error::{ApiError, ErrorKind};
 
 /// How a body is framed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

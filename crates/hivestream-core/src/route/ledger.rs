@@ -26,8 +26,8 @@ use hivestream_wal::frame::{decode_frame, encode_frame};
 use serde::{Deserialize, Serialize};
 
 use super::RouterError;
-use crate::keys::Partition;
-use crate::record::DataType;
+use crate::route::keys::Partition;
+use crate::log::record::DataType;
 
 /// Rewrite the ledger once it is this large.
 pub const COMPACT_BYTES: u64 = 1 << 20;

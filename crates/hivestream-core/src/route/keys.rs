@@ -11,7 +11,7 @@ use std::fmt::Write as _;
 use thiserror::Error;
 
 use crate::clock::{civil, HOUR_MS};
-use crate::record::DataType;
+use crate::log::record::DataType;
 
 /// Where a record's file goes: a data type and, for hourly types, the hour.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

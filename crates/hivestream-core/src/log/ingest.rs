@@ -26,11 +26,11 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::event::Alias;
-use crate::identity::{link_of, resolve, write_sync_line, IdentityIndex, Link, Overlay};
+use crate::collect::event::Alias;
+use crate::state::identity::{link_of, resolve, write_sync_line, IdentityIndex, Link, Overlay};
 use crate::metrics::METRICS;
-use crate::record::{DataType, Record, RECORD_HEADER_LEN};
-use crate::router::upload::Backoff;
+use crate::log::record::{DataType, Record, RECORD_HEADER_LEN};
+use crate::route::upload::Backoff;
 use crate::shared::Shared;
 
 /// Most bytes taken into one group commit.

@@ -1,0 +1,7 @@
+//! State derived from the log or kept beside it: the alias index
+//! ([`identity`]), cohorts and their `segment` snapshots ([`cohorts`]), and
+//! the reopenable redb database both live in ([`index_db`]).
+
+pub mod cohorts;
+pub mod identity;
+pub mod index_db;
