@@ -5,11 +5,11 @@
 //! `cargo bench -p hivestream-core`.
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use hivestream_core::corpus::Corpus;
 use hivestream_core::collect::event::parse_event;
+use hivestream_core::corpus::Corpus;
 use hivestream_core::log::ingest::Batch;
-use hivestream_core::route::keys::Partition;
 use hivestream_core::log::record::{DataType, Record};
+use hivestream_core::route::keys::Partition;
 use hivestream_core::route::{DeflatePool, FileBuilder, FileOptions};
 
 const EVENTS: usize = 2000;

@@ -86,6 +86,8 @@ metrics! {
     uploaded_bytes: Counter = "hivestream_uploaded_bytes_total", "Compressed bytes uploaded.";
     uploaded_records: Counter = "hivestream_uploaded_records_total", "Records in uploaded files.";
     upload_errors: Counter = "hivestream_upload_errors_total", "Failed upload attempts (each is retried).";
+    rebuild_mismatches: Counter = "hivestream_rebuild_mismatches_total", "Files rebuilt from the log after a restart that differ from their seal (the log lost or changed records); nothing is uploaded under the sealed key.";
+    seals_lost: Counter = "hivestream_seals_lost_total", "Sealed files whose records are neither in the bucket nor rebuildable from the log (data loss; see the error log).";
     router_restarts: Counter = "hivestream_router_restarts_total", "Router restarts after an error (e.g. a full disk).";
     index_reopens: Counter = "hivestream_index_reopens_total", "Reopens of the identity/cohort index after an I/O error.";
     rss_bytes: Gauge = "hivestream_process_resident_memory_bytes", "Resident memory of the process (Linux VmRSS).";
@@ -123,7 +125,7 @@ mod tests {
         assert!(text.contains("# TYPE hivestream_files_sealed_total counter"));
         assert!(text.contains("# TYPE hivestream_wal_bytes gauge"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 26);
+        assert_eq!(samples, 28);
         refresh_process_gauges();
         assert!(METRICS.peak_rss_bytes.get() >= METRICS.rss_bytes.get());
         assert!(METRICS.rss_bytes.get() > 0);

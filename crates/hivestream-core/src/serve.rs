@@ -16,17 +16,17 @@ use std::sync::{mpsc, Arc};
 use hivestream_wal::{Wal, WalOptions};
 use thiserror::Error;
 
-use crate::state::cohorts::{run_snapshotter, CohortStore};
+use crate::collect::server::{app, AppState};
 use crate::config::Config;
-use crate::state::identity::{IdentityError, IdentityIndex};
-use crate::state::index_db::IndexDb;
 use crate::log::ingest::{spawn_committer, Limits};
 use crate::route::keys::WorkerId;
 use crate::route::upload::run_uploader;
-use crate::route::{run_router, Router, RouterConfig, RouterError};
-use crate::collect::server::{app, AppState};
+use crate::route::{run_router, LocalBackend, Router, RouterConfig, RouterError};
 use crate::shared::Shared;
 use crate::sink::{open_for_uploads, SinkError};
+use crate::state::cohorts::{run_snapshotter, CohortStore};
+use crate::state::identity::{IdentityError, IdentityIndex};
+use crate::state::index_db::IndexDb;
 
 /// Why `serve` stopped with an error.
 #[derive(Debug, Error)]
@@ -138,7 +138,7 @@ pub async fn serve(
     let (upload_tx, upload_rx) = tokio::sync::mpsc::unbounded_channel();
     let (done_tx, done_rx) = mpsc::channel();
     let router_cfg = RouterConfig {
-        data_dir: cfg.data_dir.clone(),
+        spool: cfg.data_dir.join("router").join("spool"),
         prefix: cfg.prefix.clone(),
         worker: worker.clone(),
         flush_interval: cfg.flush_interval,
@@ -147,19 +147,26 @@ pub async fn serve(
         shutdown_timeout: cfg.shutdown_timeout,
         deflate: crate::route::DeflatePool::per_core(),
     };
-    let first = Router::open(router_cfg.clone(), Arc::clone(&shared), upload_tx.clone())?;
+    let backend = LocalBackend {
+        data_dir: cfg.data_dir.clone(),
+        shared: Arc::clone(&shared),
+    };
+    let first = Router::open(
+        router_cfg.clone(),
+        Arc::clone(&shared),
+        upload_tx.clone(),
+        done_tx.clone(),
+        &backend,
+    )?;
     let router_shared = Arc::clone(&shared);
     let router = std::thread::Builder::new()
         .name("router".into())
-        .spawn(move || run_router(router_cfg, router_shared, upload_tx, done_rx, first))
+        .spawn(move || {
+            let done = (done_tx, done_rx);
+            run_router(router_cfg, router_shared, upload_tx, done, first, &backend)
+        })
         .expect("spawn router thread");
-    tokio::spawn(run_uploader(
-        store,
-        upload_rx,
-        done_tx,
-        Arc::clone(&shared),
-        cfg.upload_concurrency,
-    ));
+    tokio::spawn(run_uploader(store, upload_rx, cfg.upload_concurrency));
 
     let cohorts =
         CohortStore::new(Arc::clone(&db)).map_err(|e| IdentityError::Db(e.to_string()))?;
@@ -215,6 +222,6 @@ pub async fn serve(
     .await;
     match joined {
         Ok(Ok(result)) => result.map_err(ServeError::from),
-        _ => Err(RouterError::Ledger("router thread panicked".into()).into()),
+        _ => Err(RouterError::Internal("router thread panicked".into()).into()),
     }
 }

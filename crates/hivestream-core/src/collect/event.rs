@@ -12,8 +12,8 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::clock::write_rfc3339_ms;
+use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::collect::json_scan::{measure, Scan};
 
 /// The fields of an `events` line, in the contract's order (every one

@@ -27,11 +27,11 @@ use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use crate::collect::event::Alias;
-use crate::state::identity::{link_of, resolve, write_sync_line, IdentityIndex, Link, Overlay};
-use crate::metrics::METRICS;
 use crate::log::record::{DataType, Record, RECORD_HEADER_LEN};
+use crate::metrics::METRICS;
 use crate::route::upload::Backoff;
 use crate::shared::Shared;
+use crate::state::identity::{link_of, resolve, write_sync_line, IdentityIndex, Link, Overlay};
 
 /// Most bytes taken into one group commit.
 const MAX_GROUP_BYTES: usize = 32 << 20;

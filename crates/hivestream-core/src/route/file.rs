@@ -15,8 +15,8 @@ use std::time::Instant;
 use xxhash_rust::xxh3::Xxh3;
 
 use super::deflate::{DeflatePool, GzipStream};
-use crate::route::keys::Partition;
 use crate::log::record::Record;
+use crate::route::keys::Partition;
 
 /// Where and how files are built.
 #[derive(Debug, Clone)]

@@ -1,18 +1,30 @@
-//! The router: reads committed records from the WAL, partitions them by
-//! (data type, hour), compresses each partition into a [`FileBuilder`],
-//! seals files on size, age or shutdown, records each seal durably in the
-//! [`Ledger`] and hands the file to the uploader. When uploads finish it
-//! advances the checkpoint, which lets the committer delete WAL segments.
+//! The router: reads one log partition in order ([`LogReader`]), splits its
+//! records by (data type, hour), compresses each split into a
+//! [`FileBuilder`], seals files on size, age or shutdown, records each seal
+//! durably in its ledger ([`LedgerStore`]) and hands the file to the
+//! uploader. When uploads finish it advances the checkpoint, which lets the
+//! log drop what is below it.
+//!
+//! ```text
+//!   LogReader ──records──▶ Router ──seal (durable)──▶ LedgerStore
+//!       ▲                    │ sealed file                  ▲
+//!       │ release_below      ▼                              │ done, checkpoint
+//!       └──────────────── uploader ──create-only PUT──▶ bucket
+//! ```
 //!
 //! Exactly once: a record is in exactly one sealed file (seal ranges of a
 //! partition never overlap), a seal is durable before its upload starts, and
 //! its key derives from its content. After a crash the router replays the
-//! WAL from the checkpoint: records inside a finished seal are skipped,
+//! log from the checkpoint: records inside a finished seal are skipped,
 //! records inside a pending seal rebuild that very file (same bytes, same
-//! key), and the rest go to new files, which were never uploaded.
+//! key), and the rest go to new files, which were never uploaded. If a
+//! rebuild differs from its seal (the log lost a record), nothing is
+//! uploaded under the sealed key: the uploader only checks that the sealed
+//! object is there, and raises the alarm if it is not.
 //!
-//! It runs on its own thread because compression is CPU work that must not
-//! stall the async HTTP workers.
+//! The same code routes `serve`'s WAL and each JetStream partition of a
+//! cluster; only the [`RouterBackend`] differs. It runs on its own thread
+//! because compression is CPU work that must not stall the async workers.
 
 pub mod deflate;
 mod file;
@@ -27,19 +39,20 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use hivestream_wal::{WalError, WalReader};
 use thiserror::Error;
 
 pub use deflate::DeflatePool;
 use file::spool_path;
 pub use file::{FileBuilder, FileOptions, Finished};
-use ledger::{Ledger, Seal};
+use ledger::file::FileLedger;
+use ledger::{LedgerError, LedgerStore, Seal};
 pub use supervisor::run_router;
-pub use upload::UploadJob;
+pub use upload::{UploadJob, UploadKind};
 
-use crate::route::keys::{object_key, Partition, WorkerId};
-use crate::metrics::METRICS;
 use crate::log::record::Record;
+use crate::log::{LogError, LogReader, Pos, WalLogReader};
+use crate::metrics::METRICS;
+use crate::route::keys::{object_key, Partition, WorkerId};
 use crate::shared::Shared;
 
 /// Most partitions open at once; beyond it the oldest file is sealed early.
@@ -47,7 +60,8 @@ pub const MAX_OPEN_FILES: usize = 64;
 /// Records routed per loop turn before checking timers and uploads.
 const TURN_RECORDS: usize = 4096;
 
-/// Router failures (all fatal to the router thread).
+/// Router failures (all fatal to the router thread; see
+/// [`supervisor`] for what happens next).
 #[derive(Debug, Error)]
 pub enum RouterError {
     #[error("router I/O error on {path}: {source}")]
@@ -56,19 +70,65 @@ pub enum RouterError {
         source: std::io::Error,
     },
     #[error(transparent)]
-    Wal(#[from] WalError),
-    #[error("ledger: {0}")]
-    Ledger(String),
+    Log(#[from] LogError),
+    #[error(transparent)]
+    Ledger(#[from] LedgerError),
+    #[error("{0}")]
+    Internal(String),
     #[error(
-        "a sealed file's spool copy disappeared before its upload; rebuilding it from the WAL"
+        "a sealed file's spool copy disappeared before its upload; rebuilding it from the log"
     )]
     SpoolLost,
+}
+
+impl RouterError {
+    /// Another owner took the partition over: stop, never retry.
+    pub fn is_fenced(&self) -> bool {
+        matches!(self, RouterError::Ledger(LedgerError::Fenced(_)))
+    }
+}
+
+/// Where a router's log partition and ledger live.
+pub trait RouterBackend: Send + Sync {
+    /// Loads the partition's ledger (taking the partition over, where
+    /// ownership is fenced).
+    fn open_ledger(&self) -> Result<Box<dyn LedgerStore>, RouterError>;
+
+    /// A reader of the partition positioned at `from`.
+    fn open_reader(&self, from: Pos) -> Result<Box<dyn LogReader>, RouterError>;
+}
+
+/// `serve`'s backend: the WAL in `{data_dir}/wal` and the ledger file in
+/// `{data_dir}/router/ledger`.
+pub struct LocalBackend {
+    pub data_dir: PathBuf,
+    pub shared: Arc<Shared>,
+}
+
+impl RouterBackend for LocalBackend {
+    fn open_ledger(&self) -> Result<Box<dyn LedgerStore>, RouterError> {
+        let mut ledger = FileLedger::open(&self.data_dir.join("router").join("ledger"))?;
+        // Rewrite it whole: an entry that reached the file before a failed
+        // fsync may not be durable, and the router is about to act on it.
+        ledger.compact()?;
+        Ok(Box::new(ledger))
+    }
+
+    fn open_reader(&self, from: Pos) -> Result<Box<dyn LogReader>, RouterError> {
+        let dir = self.data_dir.join("wal");
+        Ok(Box::new(WalLogReader::open(
+            &dir,
+            from,
+            Arc::clone(&self.shared),
+        )?))
+    }
 }
 
 /// What the router needs to know.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
-    pub data_dir: PathBuf,
+    /// Directory for files under construction and awaiting upload.
+    pub spool: PathBuf,
     pub prefix: String,
     pub worker: WorkerId,
     pub flush_interval: Duration,
@@ -88,15 +148,19 @@ struct KnownSeal {
 pub struct Router {
     cfg: RouterConfig,
     files: FileOptions,
-    ledger: Ledger,
-    reader: WalReader,
+    ledger: Box<dyn LedgerStore>,
+    reader: Box<dyn LogReader>,
     shared: Arc<Shared>,
+    /// Where the uploader reports finished files.
+    done_tx: mpsc::Sender<u64>,
     open: HashMap<Partition, FileBuilder>,
     /// Seals from before a restart whose range is not fully read yet.
     known: HashMap<Partition, Vec<KnownSeal>>,
     /// Rebuilds of pending seals, by seal id.
-    rebuilding: HashMap<u64, FileBuilder>,
+    rebuilding: HashMap<u64, (Seal, FileBuilder)>,
     uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
+    /// Open files last added to the process gauge.
+    reported_open: u64,
 }
 
 impl Router {
@@ -106,30 +170,29 @@ impl Router {
         cfg: RouterConfig,
         shared: Arc<Shared>,
         uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
+        done_tx: mpsc::Sender<u64>,
+        backend: &dyn RouterBackend,
     ) -> Result<Self, RouterError> {
-        let dir = cfg.data_dir.join("router");
-        let spool = dir.join("spool");
+        let spool = cfg.spool.clone();
         clean_spool(&spool, &shared.in_flight())?;
-        let mut ledger = Ledger::open(&dir.join("ledger"))?;
-        // Rewrite it whole: an entry that reached the file before a failed
-        // fsync may not be durable, and the router is about to act on it.
-        ledger.compact()?;
-        let checkpoint = ledger.state.checkpoint;
-        shared.checkpoint.store(checkpoint, Ordering::Release);
+        let ledger = backend.open_ledger()?;
+        let checkpoint = ledger.state().checkpoint;
         let mut known: HashMap<Partition, Vec<KnownSeal>> = HashMap::new();
-        for (seal, done) in ledger.state.seals.values() {
+        for (seal, done) in ledger.state().seals.values() {
             let Some(p) = seal.partition() else {
-                return Err(RouterError::Ledger(format!(
+                return Err(LedgerError::Corrupt(format!(
                     "seal {} has unknown type {}",
                     seal.id, seal.data_type
-                )));
+                ))
+                .into());
             };
             known.entry(p).or_default().push(KnownSeal {
                 seal: seal.clone(),
                 done: *done,
             });
         }
-        let reader = WalReader::open(cfg.data_dir.join("wal"), checkpoint)?;
+        let mut reader = backend.open_reader(checkpoint)?;
+        reader.release_below(checkpoint);
         Ok(Self {
             files: FileOptions {
                 spool,
@@ -140,10 +203,12 @@ impl Router {
             ledger,
             reader,
             shared,
+            done_tx,
             open: HashMap::new(),
             known,
             rebuilding: HashMap::new(),
             uploads,
+            reported_open: 0,
         })
     }
 
@@ -160,11 +225,11 @@ impl Router {
             let routed = self.route_some()?;
             self.seal_expired()?;
             self.advance_checkpoint()?;
-            let caught_up = self.reader.lsn() >= self.shared.committed();
+            let caught_up = self.reader.caught_up();
             if caught_up && self.shared.input_closed.load(Ordering::Acquire) {
                 let since = *shutdown_since.get_or_insert_with(Instant::now);
                 self.seal_all()?;
-                if self.ledger.state.min_pending_start().is_none() {
+                if self.ledger.state().min_pending_start().is_none() {
                     tracing::info!("router: everything uploaded");
                     return Ok(());
                 }
@@ -191,10 +256,9 @@ impl Router {
 
     /// Routes up to one turn of committed records.
     fn route_some(&mut self) -> Result<usize, RouterError> {
-        let limit = self.shared.committed();
         let mut n = 0;
         while n < TURN_RECORDS {
-            let Some((lsn, payload)) = self.reader.next(limit)? else {
+            let Some((lsn, payload)) = self.reader.next()? else {
                 break;
             };
             let payload = payload.to_vec();
@@ -202,7 +266,7 @@ impl Router {
                 Ok(rec) => self.route(lsn, &rec)?,
                 Err(e) => {
                     METRICS.wal_bad_records.inc();
-                    tracing::error!(lsn, error = %e, "router: skipping undecodable WAL record");
+                    tracing::error!(pos = lsn, error = %e, "router: skipping undecodable log record");
                 }
             }
             n += 1;
@@ -212,6 +276,9 @@ impl Router {
     }
 
     fn route(&mut self, lsn: u64, rec: &Record<'_>) -> Result<(), RouterError> {
+        if !self.rebuilding.is_empty() {
+            self.finish_passed_rebuilds(lsn)?;
+        }
         let p = Partition::of(rec.data_type, rec.time_ms);
         if let Some(seal) = self.known_seal(&p, lsn) {
             return self.replay_into(seal, lsn, rec);
@@ -262,24 +329,54 @@ impl Router {
         }
         let spool_err = self.spool_err();
         match self.rebuilding.get_mut(&seal.id) {
-            Some(b) => b.push(lsn, rec).map_err(spool_err)?,
+            Some((_, b)) => b.push(lsn, rec).map_err(spool_err)?,
             None => {
                 let p = Partition::of(rec.data_type, rec.time_ms);
                 let b =
                     FileBuilder::create(seal.id, &self.files, lsn, rec, p).map_err(spool_err)?;
-                self.rebuilding.insert(seal.id, b);
+                self.rebuilding.insert(seal.id, (seal.clone(), b));
             }
         }
         if lsn == seal.end {
-            let b = self.rebuilding.remove(&seal.id).expect("present");
-            let f = b.finish().map_err(self.spool_err())?;
-            let key = self.key_of(&f);
-            if key != seal.key || f.records != seal.records {
-                tracing::error!(seal = seal.id, expected = %seal.key, rebuilt = %key, "router: rebuilt file differs from its seal; uploading to the sealed key");
-            }
-            tracing::info!(key = %seal.key, records = f.records, "router: re-uploading file sealed before restart");
-            self.send_upload(seal.id, seal.key, f);
+            self.finish_rebuild(seal.id)?;
         }
+        Ok(())
+    }
+
+    /// Finishes rebuilds whose seal ends below `pos`: the log no longer has
+    /// their last record, so they cannot match.
+    fn finish_passed_rebuilds(&mut self, pos: Pos) -> Result<(), RouterError> {
+        let passed: Vec<u64> = self
+            .rebuilding
+            .values()
+            .filter(|(seal, _)| seal.end < pos)
+            .map(|(seal, _)| seal.id)
+            .collect();
+        for id in passed {
+            self.finish_rebuild(id)?;
+        }
+        Ok(())
+    }
+
+    /// Uploads a rebuilt file under its sealed key if it is byte for byte
+    /// the sealed file; otherwise uploads nothing and only has the
+    /// uploader check that the sealed object is in the bucket.
+    fn finish_rebuild(&mut self, id: u64) -> Result<(), RouterError> {
+        let (seal, b) = self.rebuilding.remove(&id).expect("present");
+        let f = b.finish().map_err(self.spool_err())?;
+        let key = self.key_of(&f);
+        if key != seal.key || f.records != seal.records {
+            METRICS.rebuild_mismatches.inc();
+            tracing::error!(seal = seal.id, expected = %seal.key, expected_records = seal.records,
+                rebuilt = %key, rebuilt_records = f.records, start = seal.start, end = seal.end,
+                "router: rebuilt file differs from its seal (the log lost or changed records); \
+                 uploading nothing under the sealed key, checking it is in the bucket");
+            let _ = std::fs::remove_file(&f.path);
+            self.send_job(seal.id, seal.key, UploadKind::VerifyExists, f);
+            return Ok(());
+        }
+        tracing::info!(key = %seal.key, records = f.records, "router: re-uploading file sealed before restart");
+        self.send_job(seal.id, seal.key, UploadKind::Upload, f);
         Ok(())
     }
 
@@ -319,19 +416,22 @@ impl Router {
         })?;
         crate::failpoint::hit("router.after_seal");
         METRICS.files_sealed.inc();
-        self.send_upload(f.id, key, f);
+        self.send_job(f.id, key, UploadKind::Upload, f);
         Ok(())
     }
 
-    fn send_upload(&self, id: u64, key: String, f: Finished) {
+    fn send_job(&self, id: u64, key: String, kind: UploadKind, f: Finished) {
         METRICS.pending_uploads.add(1);
         self.shared.in_flight().insert(id);
         let job = UploadJob {
             id,
             key,
+            kind,
             path: f.path,
             bytes: f.bytes,
             records: f.records,
+            done: self.done_tx.clone(),
+            shared: Arc::clone(&self.shared),
         };
         // The receiver lives as long as the runtime; if it is gone the
         // process is exiting and the seal is re-uploaded at next start.
@@ -380,27 +480,47 @@ impl Router {
         Ok(())
     }
 
-    /// Moves the checkpoint to the lowest LSN still needed: the reader's
+    /// Moves the checkpoint to the lowest position still needed: the reader's
     /// position, the start of an open or rebuilding file, or of a seal not
     /// yet uploaded.
     fn advance_checkpoint(&mut self) -> Result<(), RouterError> {
         let low = [
-            Some(self.reader.lsn()),
+            Some(self.reader.position()),
             self.open.values().map(|f| f.start).min(),
-            self.rebuilding.values().map(|f| f.start).min(),
-            self.ledger.state.min_pending_start(),
+            self.rebuilding.values().map(|(_, f)| f.start).min(),
+            self.ledger.state().min_pending_start(),
         ]
         .into_iter()
         .flatten()
         .min()
         .expect("reader position is always there");
-        METRICS.open_files.set(self.open.len() as u64);
-        if low > self.ledger.state.checkpoint {
+        self.report_open_files();
+        if low > self.ledger.state().checkpoint {
             self.ledger.checkpoint(low)?;
             crate::failpoint::hit("router.after_checkpoint");
-            self.shared.checkpoint.store(low, Ordering::Release);
+            self.reader.release_below(low);
         }
         Ok(())
+    }
+}
+
+impl Router {
+    /// Adds this router's change in open files to the process gauge (one
+    /// process may run a router per log partition).
+    fn report_open_files(&mut self) {
+        let now = self.open.len() as u64;
+        if now > self.reported_open {
+            METRICS.open_files.add(now - self.reported_open);
+        } else {
+            METRICS.open_files.sub(self.reported_open - now);
+        }
+        self.reported_open = now;
+    }
+}
+
+impl Drop for Router {
+    fn drop(&mut self) {
+        METRICS.open_files.sub(self.reported_open);
     }
 }
 

@@ -11,25 +11,31 @@
 //! While input is closed (shutdown) the supervisor gives up after the
 //! shutdown timeout, like the router itself: what is left uploads at the
 //! next start.
+//!
+//! A fenced router (another worker took its log partition over) is never
+//! restarted: the supervisor returns the error and the caller drops the
+//! partition.
 
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use super::upload::{Backoff, UploadJob};
-use super::{Router, RouterConfig, RouterError};
+use super::{Router, RouterBackend, RouterConfig, RouterError};
 use crate::metrics::METRICS;
 use crate::shared::Shared;
 
 /// Runs the router until it finishes (shutdown), restarting it after
-/// errors. Returns an error only when the router cannot even be opened at
-/// start-up (a configuration or permission problem the operator must see).
+/// errors. Returns an error when it is fenced; `first` is the router opened
+/// by the caller (so that a configuration or permission problem fails the
+/// start-up, where the operator sees it).
 pub fn run_router(
     cfg: RouterConfig,
     shared: Arc<Shared>,
     uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
-    done: mpsc::Receiver<u64>,
+    (done_tx, done): (mpsc::Sender<u64>, mpsc::Receiver<u64>),
     first: Router,
+    backend: &dyn RouterBackend,
 ) -> Result<(), RouterError> {
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     let mut router = Some(first);
@@ -38,12 +44,22 @@ pub fn run_router(
         let started = Instant::now();
         let result = match router.take() {
             Some(mut r) => r.run(&done),
-            None => Router::open(cfg.clone(), Arc::clone(&shared), uploads.clone())
-                .and_then(|mut r| r.run(&done)),
+            None => Router::open(
+                cfg.clone(),
+                Arc::clone(&shared),
+                uploads.clone(),
+                done_tx.clone(),
+                backend,
+            )
+            .and_then(|mut r| r.run(&done)),
         };
         let Err(e) = result else {
             return Ok(());
         };
+        if e.is_fenced() {
+            tracing::warn!(error = %e, "router fenced: another worker owns this log partition now");
+            return Err(e);
+        }
         METRICS.router_restarts.inc();
         if started.elapsed() > Duration::from_secs(60) {
             // A failure after a long healthy run starts a fresh backoff.
@@ -51,7 +67,7 @@ pub fn run_router(
         }
         let delay = backoff.next_delay();
         tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64,
-            "router failed; restarting it from its ledger and the WAL");
+            "router failed; restarting it from its ledger and the log");
         if shared.input_closed.load(Ordering::Acquire) {
             let since = *closed_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= cfg.shutdown_timeout {

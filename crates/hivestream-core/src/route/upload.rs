@@ -1,10 +1,17 @@
 //! Uploads sealed files, at most `concurrency` at a time, retrying each one
 //! forever with exponential backoff and jitter: a sealed file is never
 //! dropped. When a file is in the bucket its spool copy is deleted and its
-//! id is reported to the router, which then records it and may advance the
-//! checkpoint. A spool file that disappears is the one failure retrying
+//! id is reported to the router that sealed it (one uploader serves every
+//! log partition a process routes), which then records it and may advance
+//! the checkpoint. A spool file that disappears is the one failure retrying
 //! cannot fix: the uploader flags it and the router restarts, rebuilding the
-//! file from the WAL (its seal is pending and no longer in flight).
+//! file from the log (its seal is pending and no longer in flight).
+//!
+//! A [`UploadKind::VerifyExists`] job uploads nothing: its rebuild differed
+//! from the seal, so the uploader only checks that the sealed object is in
+//! the bucket (the original upload happened and its "done" mark was lost)
+//! and, when it is not, raises the alarm (`hivestream_seals_lost_total`,
+//! an error log) before letting the router move on.
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -19,14 +26,27 @@ use crate::metrics::METRICS;
 use crate::shared::Shared;
 use crate::sink::upload_file;
 
+/// What to do with a sealed file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadKind {
+    /// Upload the spool file to the key.
+    Upload,
+    /// Only check the key exists (the rebuild did not match its seal).
+    VerifyExists,
+}
+
 /// A sealed file waiting for upload.
-#[derive(Debug)]
 pub struct UploadJob {
     pub id: u64,
     pub key: String,
+    pub kind: UploadKind,
     pub path: PathBuf,
     pub bytes: u64,
     pub records: u64,
+    /// Where to report the file as done.
+    pub done: mpsc::Sender<u64>,
+    /// The sealing router's state (in-flight set, wake-up).
+    pub shared: Arc<Shared>,
 }
 
 /// Exponential backoff with full jitter: the n-th delay is uniform in
@@ -68,8 +88,6 @@ impl Backoff {
 pub async fn run_uploader(
     store: Arc<dyn ObjectStore>,
     mut jobs: tokio::sync::mpsc::UnboundedReceiver<UploadJob>,
-    done: mpsc::Sender<u64>,
-    shared: Arc<Shared>,
     concurrency: usize,
 ) {
     let slots = Arc::new(Semaphore::new(concurrency));
@@ -79,21 +97,24 @@ pub async fn run_uploader(
             .acquire_owned()
             .await
             .expect("semaphore never closed");
-        let (store, done, shared) = (Arc::clone(&store), done.clone(), Arc::clone(&shared));
+        let store = Arc::clone(&store);
         tasks.spawn(async move {
-            let outcome = upload_with_retry(store.as_ref(), &job).await;
+            let outcome = match job.kind {
+                UploadKind::Upload => upload_with_retry(store.as_ref(), &job).await,
+                UploadKind::VerifyExists => verify_with_retry(store.as_ref(), &job).await,
+            };
             crate::failpoint::hit("upload.after_put");
             METRICS.pending_uploads.sub(1);
-            shared.in_flight().remove(&job.id);
+            job.shared.in_flight().remove(&job.id);
             match outcome {
                 Outcome::Uploaded => {
                     let _ = tokio::fs::remove_file(&job.path).await;
-                    let _ = done.send(job.id);
+                    let _ = job.done.send(job.id);
                 }
-                // Not done: the restarted router rebuilds it from the WAL.
-                Outcome::SpoolLost => shared.spool_lost.store(true, Ordering::Release),
+                // Not done: the restarted router rebuilds it from the log.
+                Outcome::SpoolLost => job.shared.spool_lost.store(true, Ordering::Release),
             }
-            shared.router_wake.notify();
+            job.shared.router_wake.notify();
             drop(permit);
         });
         while tasks.try_join_next().is_some() {}
@@ -128,6 +149,39 @@ async fn upload_with_retry(store: &dyn ObjectStore, job: &UploadJob) -> Outcome 
                 METRICS.upload_errors.inc();
                 let delay = backoff.next_delay();
                 tracing::warn!(key = %job.key, error = %e, retry_in_ms = delay.as_millis() as u64, "upload failed; will retry");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Checks a sealed key is in the bucket, retrying errors other than "not
+/// found" forever; reports the seal as finished either way.
+async fn verify_with_retry(store: &dyn ObjectStore, job: &UploadJob) -> Outcome {
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let location = match object_store::path::Path::parse(&job.key) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(key = %job.key, error = %e, "sealed key is not a valid object path");
+            return Outcome::Uploaded;
+        }
+    };
+    loop {
+        match object_store::ObjectStoreExt::head(store, &location).await {
+            Ok(_) => {
+                tracing::warn!(key = %job.key, "the sealed object is in the bucket: its upload happened before the log changed");
+                return Outcome::Uploaded;
+            }
+            Err(object_store::Error::NotFound { .. }) => {
+                METRICS.seals_lost.inc();
+                tracing::error!(key = %job.key, records = job.records,
+                    "DATA LOSS: a sealed file can no longer be rebuilt from the log and was never uploaded; \
+                     its records are not in the bucket");
+                return Outcome::Uploaded;
+            }
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(key = %job.key, error = %e, retry_in_ms = delay.as_millis() as u64, "checking a sealed key failed; will retry");
                 tokio::time::sleep(delay).await;
             }
         }

@@ -22,8 +22,8 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::collect::event::Alias;
-use crate::state::index_db::IndexDb;
 use crate::log::record::{DataType, Record};
+use crate::state::index_db::IndexDb;
 
 /// `(tag, id)` → `(user uuid, priority)`.
 const ALIASES: TableDefinition<(&str, &str), ([u8; 16], i64)> = TableDefinition::new("aliases");

@@ -12,10 +12,10 @@ use uuid::Uuid;
 
 use super::body::{media_type, read_body};
 use super::AppState;
-use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::clock::now_ms;
-use crate::state::cohorts::{CohortError, CohortInput, CohortStore};
+use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::collect::event::json_error;
+use crate::state::cohorts::{CohortError, CohortInput, CohortStore};
 
 fn to_api(e: CohortError) -> ApiError {
     match e {

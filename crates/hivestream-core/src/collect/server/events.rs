@@ -18,12 +18,12 @@ use uuid::Uuid;
 
 use super::body::{media_type, read_body, MediaType};
 use super::AppState;
-use crate::collect::api_error::{ApiError, ErrorBody, ErrorKind};
 use crate::clock::now_ms;
+use crate::collect::api_error::{ApiError, ErrorBody, ErrorKind};
 use crate::collect::event::{json_error, parse_event, UserRef, ValidEvent};
 use crate::log::ingest::{Batch, CommitError};
-use crate::metrics::METRICS;
 use crate::log::record::{DataType, Record};
+use crate::metrics::METRICS;
 
 /// Maps a commit failure to the client's answer.
 pub fn commit_error(e: CommitError) -> ApiError {

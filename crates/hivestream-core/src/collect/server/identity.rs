@@ -17,12 +17,12 @@ use uuid::Uuid;
 use super::body::{media_type, read_body};
 use super::events::commit_error;
 use super::AppState;
-use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::clock::now_ms;
+use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::collect::event::{json_error, parse_aliases, parse_uuid};
-use crate::state::identity::{aliases_of, write_sync_line, Link};
 use crate::log::ingest::Batch;
 use crate::log::record::{DataType, Record};
+use crate::state::identity::{aliases_of, write_sync_line, Link};
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response {
     (

@@ -56,7 +56,8 @@ fn relink_moves_alias_between_users_and_survives_replay() {
         wal.append(&sync_payload(l)).unwrap();
     }
     let end = wal.commit().unwrap();
-    let db = crate::state::index_db::IndexDb::open(&dir.path().join("index.redb"), 1 << 20).unwrap();
+    let db =
+        crate::state::index_db::IndexDb::open(&dir.path().join("index.redb"), 1 << 20).unwrap();
     // Nothing applied yet: opening replays the WAL.
     let index = IdentityIndex::open(db.clone(), &wal_dir, end).unwrap();
     assert_eq!(index.durable_lsn(), end);
@@ -115,7 +116,8 @@ fn a_reopen_elsewhere_makes_the_index_stale_and_recover_replays() {
     let dir = tempfile::tempdir().unwrap();
     let wal_dir = dir.path().join("wal");
     let (mut wal, _) = Wal::open(&wal_dir, WalOptions::default()).unwrap();
-    let db = crate::state::index_db::IndexDb::open(&dir.path().join("index.redb"), 1 << 20).unwrap();
+    let db =
+        crate::state::index_db::IndexDb::open(&dir.path().join("index.redb"), 1 << 20).unwrap();
     let mut index = IdentityIndex::open(db.clone(), &wal_dir, 0).unwrap();
     let l = link(4, "email", "x", 0);
     wal.append(&sync_payload(&l)).unwrap();

@@ -1,5 +1,6 @@
-//! The router's ledger: a small append-only log (same CRC32C frames as the
-//! WAL, JSON payloads) that makes sealing decisions and progress durable.
+//! The local ledger of `serve`: a small append-only file (same CRC32C
+//! frames as the WAL, JSON payloads) that makes sealing decisions and
+//! progress durable.
 //!
 //! Entries:
 //! - `Seal`: file `id` of `partition` holds exactly the partition's records
@@ -17,93 +18,19 @@
 //! The ledger is rewritten (temp file, fsync, rename, fsync dir) when it
 //! grows past [`COMPACT_BYTES`], keeping only what is still needed.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::{Entry, LedgerError, LedgerState, LedgerStore, Seal};
+use crate::log::Pos;
 use hivestream_wal::frame::{decode_frame, encode_frame};
-use serde::{Deserialize, Serialize};
-
-use super::RouterError;
-use crate::route::keys::Partition;
-use crate::log::record::DataType;
 
 /// Rewrite the ledger once it is this large.
 pub const COMPACT_BYTES: u64 = 1 << 20;
 
-/// A sealed file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Seal {
-    pub id: u64,
-    pub data_type: String,
-    pub hour: Option<i64>,
-    pub start: u64,
-    pub end: u64,
-    pub key: String,
-    pub records: u64,
-}
-
-impl Seal {
-    pub fn partition(&self) -> Option<Partition> {
-        let data_type = DataType::ALL
-            .into_iter()
-            .find(|t| t.name() == self.data_type)?;
-        Some(Partition {
-            data_type,
-            hour: self.hour,
-        })
-    }
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-enum Entry {
-    Seal(Seal),
-    Done(u64),
-    Checkpoint { lsn: u64, next_id: u64 },
-}
-
-/// The ledger's state after replaying its entries.
-#[derive(Debug, Default)]
-pub struct LedgerState {
-    pub checkpoint: u64,
-    pub next_id: u64,
-    /// Seals by id, with whether they are uploaded.
-    pub seals: BTreeMap<u64, (Seal, bool)>,
-}
-
-impl LedgerState {
-    fn apply(&mut self, entry: Entry) {
-        match entry {
-            Entry::Seal(s) => {
-                self.next_id = self.next_id.max(s.id + 1);
-                self.seals.insert(s.id, (s, false));
-            }
-            Entry::Done(id) => {
-                if let Some(s) = self.seals.get_mut(&id) {
-                    s.1 = true;
-                }
-            }
-            Entry::Checkpoint { lsn, next_id } => {
-                self.checkpoint = self.checkpoint.max(lsn);
-                self.next_id = self.next_id.max(next_id);
-                self.seals.retain(|_, (s, done)| !*done || s.end >= lsn);
-            }
-        }
-    }
-
-    /// Lowest start LSN of a seal not yet uploaded.
-    pub fn min_pending_start(&self) -> Option<u64> {
-        self.seals
-            .values()
-            .filter(|(_, done)| !done)
-            .map(|(s, _)| s.start)
-            .min()
-    }
-}
-
 /// The open ledger file.
-pub struct Ledger {
+pub struct FileLedger {
     path: PathBuf,
     file: File,
     size: u64,
@@ -111,16 +38,16 @@ pub struct Ledger {
     buf: Vec<u8>,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RouterError + '_ {
-    move |source| RouterError::Io {
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LedgerError + '_ {
+    move |source| LedgerError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-impl Ledger {
+impl FileLedger {
     /// Opens the ledger, replaying its entries and cutting a torn tail.
-    pub fn open(path: &Path) -> Result<Self, RouterError> {
+    pub fn open(path: &Path) -> Result<Self, LedgerError> {
         let data = match fs::read(path) {
             Ok(d) => d,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
@@ -130,7 +57,7 @@ impl Ledger {
         let mut pos = 0;
         while let Ok(Some((payload, used))) = decode_frame(&data[pos..]) {
             let entry: Entry = serde_json::from_slice(payload).map_err(|e| {
-                RouterError::Ledger(format!("{}: entry at byte {pos}: {e}", path.display()))
+                LedgerError::Corrupt(format!("{}: entry at byte {pos}: {e}", path.display()))
             })?;
             state.apply(entry);
             pos += used;
@@ -160,7 +87,7 @@ impl Ledger {
         encode_frame(&json, &mut self.buf);
     }
 
-    fn write(&mut self, sync: bool) -> Result<(), RouterError> {
+    fn write(&mut self, sync: bool) -> Result<(), LedgerError> {
         if self.buf.is_empty() {
             return Ok(());
         }
@@ -173,9 +100,21 @@ impl Ledger {
         self.buf.clear();
         Ok(())
     }
+}
+
+impl LedgerStore for FileLedger {
+    fn state(&self) -> &LedgerState {
+        &self.state
+    }
+
+    fn next_id(&mut self) -> u64 {
+        let id = self.state.next_id;
+        self.state.next_id += 1;
+        id
+    }
 
     /// Records a seal durably.
-    pub fn seal(&mut self, seal: Seal) -> Result<(), RouterError> {
+    fn seal(&mut self, seal: Seal) -> Result<(), LedgerError> {
         let entry = Entry::Seal(seal);
         self.stage(&entry);
         self.write(true)?;
@@ -184,7 +123,7 @@ impl Ledger {
     }
 
     /// Records uploads (not synced; see the module doc).
-    pub fn done(&mut self, ids: &[u64]) -> Result<(), RouterError> {
+    fn done(&mut self, ids: &[u64]) -> Result<(), LedgerError> {
         for &id in ids {
             self.stage(&Entry::Done(id));
         }
@@ -196,9 +135,9 @@ impl Ledger {
     }
 
     /// Records a checkpoint durably; compacts when the file is large.
-    pub fn checkpoint(&mut self, lsn: u64) -> Result<(), RouterError> {
+    fn checkpoint(&mut self, pos: Pos) -> Result<(), LedgerError> {
         let entry = Entry::Checkpoint {
-            lsn,
+            lsn: pos,
             next_id: self.state.next_id,
         };
         self.stage(&entry);
@@ -209,17 +148,12 @@ impl Ledger {
         }
         Ok(())
     }
+}
 
-    /// Takes a fresh id for a file.
-    pub fn next_id(&mut self) -> u64 {
-        let id = self.state.next_id;
-        self.state.next_id += 1;
-        id
-    }
-
+impl FileLedger {
     /// Rewrites the ledger with only what is still needed (temp file,
     /// fsync, rename, fsync of the directory).
-    pub fn compact(&mut self) -> Result<(), RouterError> {
+    pub fn compact(&mut self) -> Result<(), LedgerError> {
         let tmp = self.path.with_extension("tmp");
         let mut buf = Vec::new();
         let cp = Entry::Checkpoint {
@@ -261,6 +195,7 @@ impl Ledger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::route::ledger::LedgerStore;
 
     fn seal(id: u64, start: u64, end: u64) -> Seal {
         Seal {
@@ -278,7 +213,7 @@ mod tests {
     fn replay_and_compaction_keep_what_is_needed() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger");
-        let mut l = Ledger::open(&path).unwrap();
+        let mut l = FileLedger::open(&path).unwrap();
         l.seal(seal(0, 0, 10)).unwrap();
         l.seal(seal(1, 5, 20)).unwrap();
         l.seal(seal(2, 30, 40)).unwrap();
@@ -290,7 +225,7 @@ mod tests {
         );
         l.compact().unwrap();
         drop(l);
-        let l = Ledger::open(&path).unwrap();
+        let l = FileLedger::open(&path).unwrap();
         assert_eq!(l.state.checkpoint, 15);
         assert_eq!(l.state.next_id, 3);
         assert_eq!(l.state.seals[&1], (seal(1, 5, 20), true));
@@ -302,16 +237,16 @@ mod tests {
     fn torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("ledger");
-        let mut l = Ledger::open(&path).unwrap();
+        let mut l = FileLedger::open(&path).unwrap();
         l.seal(seal(0, 0, 10)).unwrap();
         drop(l);
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[9, 0, 0, 0, 1, 2]).unwrap();
         drop(f);
-        let mut l = Ledger::open(&path).unwrap();
+        let mut l = FileLedger::open(&path).unwrap();
         assert_eq!(l.state.seals.len(), 1);
         l.seal(seal(1, 11, 12)).unwrap();
         drop(l);
-        assert_eq!(Ledger::open(&path).unwrap().state.seals.len(), 2);
+        assert_eq!(FileLedger::open(&path).unwrap().state.seals.len(), 2);
     }
 }
