@@ -22,6 +22,7 @@
 pub mod clock;
 pub mod collect;
 pub mod config;
+pub mod conformance;
 pub mod corpus;
 pub mod disk;
 pub mod doctor;

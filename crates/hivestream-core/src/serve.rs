@@ -16,6 +16,7 @@ use std::sync::{mpsc, Arc};
 use hivestream_wal::{Wal, WalOptions};
 use thiserror::Error;
 
+use crate::collect::backend::LocalIngest;
 use crate::collect::server::{app, AppState};
 use crate::config::Config;
 use crate::log::ingest::{spawn_committer, Limits};
@@ -180,10 +181,12 @@ pub async fn serve(
         stop_rx,
     ));
     let state = Arc::new(AppState {
-        appender,
-        db: Arc::clone(&db),
-        cohorts,
-        shared: Arc::clone(&shared),
+        ingest: Arc::new(LocalIngest {
+            appender,
+            db: Arc::clone(&db),
+            shared: Arc::clone(&shared),
+        }),
+        cohorts: Arc::new(cohorts),
         api_keys: cfg.api_keys.clone(),
         bodies: crate::collect::server::BodyLimits::new(
             cfg.max_body_bytes,

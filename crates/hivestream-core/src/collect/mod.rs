@@ -4,6 +4,7 @@
 //! ([`api_error`]).
 
 pub mod api_error;
+pub mod backend;
 pub mod event;
 pub mod json_scan;
 pub mod server;

@@ -26,12 +26,17 @@
 //! cluster; only the [`RouterBackend`] differs. It runs on its own thread
 //! because compression is CPU work that must not stall the async workers.
 
+mod backend;
 pub mod deflate;
 mod file;
 pub mod keys;
 pub mod ledger;
+mod replay;
 mod supervisor;
 pub mod upload;
+
+#[cfg(test)]
+mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -41,16 +46,17 @@ use std::time::{Duration, Instant};
 
 use thiserror::Error;
 
+pub use backend::{LocalBackend, RouterBackend};
 pub use deflate::DeflatePool;
 use file::spool_path;
 pub use file::{FileBuilder, FileOptions, Finished};
-use ledger::file::FileLedger;
 use ledger::{LedgerError, LedgerStore, Seal};
+use replay::KnownSeal;
 pub use supervisor::run_router;
 pub use upload::{UploadJob, UploadKind};
 
 use crate::log::record::Record;
-use crate::log::{LogError, LogReader, Pos, WalLogReader};
+use crate::log::{LogError, LogReader};
 use crate::metrics::METRICS;
 use crate::route::keys::{object_key, Partition, WorkerId};
 use crate::shared::Shared;
@@ -88,42 +94,6 @@ impl RouterError {
     }
 }
 
-/// Where a router's log partition and ledger live.
-pub trait RouterBackend: Send + Sync {
-    /// Loads the partition's ledger (taking the partition over, where
-    /// ownership is fenced).
-    fn open_ledger(&self) -> Result<Box<dyn LedgerStore>, RouterError>;
-
-    /// A reader of the partition positioned at `from`.
-    fn open_reader(&self, from: Pos) -> Result<Box<dyn LogReader>, RouterError>;
-}
-
-/// `serve`'s backend: the WAL in `{data_dir}/wal` and the ledger file in
-/// `{data_dir}/router/ledger`.
-pub struct LocalBackend {
-    pub data_dir: PathBuf,
-    pub shared: Arc<Shared>,
-}
-
-impl RouterBackend for LocalBackend {
-    fn open_ledger(&self) -> Result<Box<dyn LedgerStore>, RouterError> {
-        let mut ledger = FileLedger::open(&self.data_dir.join("router").join("ledger"))?;
-        // Rewrite it whole: an entry that reached the file before a failed
-        // fsync may not be durable, and the router is about to act on it.
-        ledger.compact()?;
-        Ok(Box::new(ledger))
-    }
-
-    fn open_reader(&self, from: Pos) -> Result<Box<dyn LogReader>, RouterError> {
-        let dir = self.data_dir.join("wal");
-        Ok(Box::new(WalLogReader::open(
-            &dir,
-            from,
-            Arc::clone(&self.shared),
-        )?))
-    }
-}
-
 /// What the router needs to know.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
@@ -137,12 +107,6 @@ pub struct RouterConfig {
     pub shutdown_timeout: Duration,
     /// Compression threads (shared across router restarts).
     pub deflate: DeflatePool,
-}
-
-/// A seal found in the ledger at start-up that covers records not yet read.
-struct KnownSeal {
-    seal: Seal,
-    done: bool,
 }
 
 pub struct Router {
@@ -298,85 +262,6 @@ impl Router {
         if file.compressed_bytes() >= self.cfg.max_file_bytes || !p.data_type.is_hourly() {
             self.seal(&p)?;
         }
-        Ok(())
-    }
-
-    /// The pre-restart seal of partition `p` covering `lsn`, if any; drops
-    /// seals that the reader has passed.
-    fn known_seal(&mut self, p: &Partition, lsn: u64) -> Option<(Seal, bool)> {
-        let seals = self.known.get_mut(p)?;
-        seals.retain(|k| k.seal.end >= lsn);
-        let found = seals
-            .iter()
-            .find(|k| k.seal.start <= lsn)
-            .map(|k| (k.seal.clone(), k.done));
-        if seals.is_empty() {
-            self.known.remove(p);
-        }
-        found
-    }
-
-    fn replay_into(
-        &mut self,
-        (seal, done): (Seal, bool),
-        lsn: u64,
-        rec: &Record<'_>,
-    ) -> Result<(), RouterError> {
-        // Uploaded, or still being uploaded by a job from before an
-        // in-process restart: its records are in that file already.
-        if done || self.shared.in_flight().contains(&seal.id) {
-            return Ok(());
-        }
-        let spool_err = self.spool_err();
-        match self.rebuilding.get_mut(&seal.id) {
-            Some((_, b)) => b.push(lsn, rec).map_err(spool_err)?,
-            None => {
-                let p = Partition::of(rec.data_type, rec.time_ms);
-                let b =
-                    FileBuilder::create(seal.id, &self.files, lsn, rec, p).map_err(spool_err)?;
-                self.rebuilding.insert(seal.id, (seal.clone(), b));
-            }
-        }
-        if lsn == seal.end {
-            self.finish_rebuild(seal.id)?;
-        }
-        Ok(())
-    }
-
-    /// Finishes rebuilds whose seal ends below `pos`: the log no longer has
-    /// their last record, so they cannot match.
-    fn finish_passed_rebuilds(&mut self, pos: Pos) -> Result<(), RouterError> {
-        let passed: Vec<u64> = self
-            .rebuilding
-            .values()
-            .filter(|(seal, _)| seal.end < pos)
-            .map(|(seal, _)| seal.id)
-            .collect();
-        for id in passed {
-            self.finish_rebuild(id)?;
-        }
-        Ok(())
-    }
-
-    /// Uploads a rebuilt file under its sealed key if it is byte for byte
-    /// the sealed file; otherwise uploads nothing and only has the
-    /// uploader check that the sealed object is in the bucket.
-    fn finish_rebuild(&mut self, id: u64) -> Result<(), RouterError> {
-        let (seal, b) = self.rebuilding.remove(&id).expect("present");
-        let f = b.finish().map_err(self.spool_err())?;
-        let key = self.key_of(&f);
-        if key != seal.key || f.records != seal.records {
-            METRICS.rebuild_mismatches.inc();
-            tracing::error!(seal = seal.id, expected = %seal.key, expected_records = seal.records,
-                rebuilt = %key, rebuilt_records = f.records, start = seal.start, end = seal.end,
-                "router: rebuilt file differs from its seal (the log lost or changed records); \
-                 uploading nothing under the sealed key, checking it is in the bucket");
-            let _ = std::fs::remove_file(&f.path);
-            self.send_job(seal.id, seal.key, UploadKind::VerifyExists, f);
-            return Ok(());
-        }
-        tracing::info!(key = %seal.key, records = f.records, "router: re-uploading file sealed before restart");
-        self.send_job(seal.id, seal.key, UploadKind::Upload, f);
         Ok(())
     }
 

@@ -1,6 +1,6 @@
-//! `POST/GET /v2/cohorts`, `GET/PATCH/DELETE /v2/cohorts/{id}`. Store calls
-//! run on the blocking pool (redb is synchronous); every change makes a new
-//! `segment` snapshot due (see `cohorts`).
+//! `POST/GET /v2/cohorts`, `GET/PATCH/DELETE /v2/cohorts/{id}`, through
+//! the [`CohortApi`](crate::collect::backend::CohortApi) of the running
+//! mode; every change makes a new `segment` snapshot due.
 
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use super::AppState;
 use crate::clock::now_ms;
 use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::collect::event::json_error;
-use crate::state::cohorts::{CohortError, CohortInput, CohortStore};
+use crate::state::cohorts::{CohortError, CohortInput};
 
 fn to_api(e: CohortError) -> ApiError {
     match e {
@@ -60,44 +60,33 @@ async fn input(st: &AppState, headers: &HeaderMap, body: Body) -> Result<CohortI
     serde_json::from_slice(&body).map_err(json_error)
 }
 
-/// Runs a store call on the blocking pool and renders its result.
-async fn run<T: serde::Serialize + Send + 'static>(
-    st: &AppState,
-    status: StatusCode,
-    f: impl FnOnce(&CohortStore) -> Result<T, CohortError> + Send + 'static,
-) -> Response {
-    let store = st.cohorts.clone();
-    match tokio::task::spawn_blocking(move || f(&store)).await {
-        Ok(Ok(v)) => (
+/// Renders a store call's result.
+fn render<T: serde::Serialize>(status: StatusCode, result: Result<T, CohortError>) -> Response {
+    match result {
+        Ok(v) => (
             status,
             [(header::CONTENT_TYPE, "application/json")],
             serde_json::to_vec(&v).expect("serialises"),
         )
             .into_response(),
-        Ok(Err(e)) => to_api(e).into_response(),
-        Err(_) => ApiError::new(
-            ErrorKind::Internal,
-            "the cohort store failed",
-            "store: task failed",
-        )
-        .into_response(),
+        Err(e) => to_api(e).into_response(),
     }
 }
 
 pub async fn create(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
     match input(&st, &headers, body).await {
-        Ok(inp) => run(&st, StatusCode::CREATED, move |s| s.create(inp, now_ms())).await,
+        Ok(inp) => render(StatusCode::CREATED, st.cohorts.create(inp, now_ms()).await),
         Err(e) => e.into_response(),
     }
 }
 
 pub async fn list(State(st): State<Arc<AppState>>) -> Response {
-    run(&st, StatusCode::OK, |s| s.list()).await
+    render(StatusCode::OK, st.cohorts.list().await)
 }
 
 pub async fn get_one(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     match parse_id(&id) {
-        Ok(id) => run(&st, StatusCode::OK, move |s| s.get(&id)).await,
+        Ok(id) => render(StatusCode::OK, st.cohorts.get(id).await),
         Err(e) => e.into_response(),
     }
 }
@@ -113,14 +102,14 @@ pub async fn patch(
         Err(e) => return e.into_response(),
     };
     match input(&st, &headers, body).await {
-        Ok(inp) => run(&st, StatusCode::OK, move |s| s.patch(&id, inp, now_ms())).await,
+        Ok(inp) => render(StatusCode::OK, st.cohorts.patch(id, inp, now_ms()).await),
         Err(e) => e.into_response(),
     }
 }
 
 pub async fn delete(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     match parse_id(&id) {
-        Ok(id) => run(&st, StatusCode::OK, move |s| s.delete(&id, now_ms())).await,
+        Ok(id) => render(StatusCode::OK, st.cohorts.delete(id, now_ms()).await),
         Err(e) => e.into_response(),
     }
 }

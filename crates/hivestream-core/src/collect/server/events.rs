@@ -99,7 +99,7 @@ async fn create_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<
     let mut line = Vec::with_capacity(body.len() + 160);
     let mut batch = Batch::default();
     let (_, user_offset) = encode(ev, time_ms, &mut line, &mut batch);
-    let resolved = st.appender.append(batch).await.map_err(commit_error)?;
+    let resolved = st.ingest.append(batch).await.map_err(commit_error)?;
     if let Some(user) = resolved.first() {
         patch_user(&mut line, user_offset, user);
     }
@@ -186,7 +186,7 @@ async fn batch_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<V
         outcomes.push(outcome);
     }
     if !batch.is_empty() {
-        st.appender.append(batch).await.map_err(commit_error)?;
+        st.ingest.append(batch).await.map_err(commit_error)?;
     }
     Ok(batch_response(&outcomes))
 }

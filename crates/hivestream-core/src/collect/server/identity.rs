@@ -22,7 +22,7 @@ use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::collect::event::{json_error, parse_aliases, parse_uuid};
 use crate::log::ingest::Batch;
 use crate::log::record::{DataType, Record};
-use crate::state::identity::{aliases_of, write_sync_line, Link};
+use crate::state::identity::{write_sync_line, Link};
 
 fn json(status: StatusCode, value: serde_json::Value) -> Response {
     (
@@ -96,7 +96,7 @@ pub async fn identify(State(st): State<Arc<AppState>>, headers: HeaderMap, body:
                 line: &line,
             });
         }
-        st.appender.append(batch).await.map_err(commit_error)?;
+        st.ingest.append(batch).await.map_err(commit_error)?;
         Ok::<_, ApiError>(user)
     }
     .await;
@@ -117,26 +117,18 @@ pub async fn user_aliases(State(st): State<Arc<AppState>>, Path(id): Path<String
         )
         .into_response();
     };
-    let db = Arc::clone(&st.db);
-    let found = tokio::task::spawn_blocking(move || aliases_of(&db, &user)).await;
-    match found {
-        Ok(Ok(aliases)) => {
+    match st.ingest.aliases_of(user).await {
+        Ok(aliases) => {
             let list: Vec<_> = aliases
                 .into_iter()
                 .map(|(tag, id, _)| serde_json::json!({ "tag": tag, "id": id, "permutive_id": user }))
                 .collect();
             json(StatusCode::OK, serde_json::Value::Array(list))
         }
-        Ok(Err(e)) => ApiError::unavailable(
+        Err(e) => ApiError::unavailable(
             "the identity index could not be read",
             format!("index: {e}"),
             5,
-        )
-        .into_response(),
-        Err(_) => ApiError::new(
-            ErrorKind::Internal,
-            "the identity index could not be read",
-            "index: read task failed",
         )
         .into_response(),
     }

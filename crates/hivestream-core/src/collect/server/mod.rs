@@ -7,7 +7,6 @@ mod cohorts;
 mod events;
 mod identity;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -20,18 +19,14 @@ use axum::Router;
 pub use body::BodyLimits;
 
 use crate::collect::api_error::{ApiError, ErrorKind};
+use crate::collect::backend::{CohortApi, Ingest};
 use crate::config::Secret;
-use crate::log::ingest::Appender;
 use crate::metrics::METRICS;
-use crate::shared::Shared;
 
 /// What handlers share.
 pub struct AppState {
-    pub appender: Appender,
-    /// The identity index.
-    pub db: Arc<crate::state::index_db::IndexDb>,
-    pub cohorts: crate::state::cohorts::CohortStore,
-    pub shared: Arc<Shared>,
+    pub ingest: Arc<dyn Ingest>,
+    pub cohorts: Arc<dyn CohortApi>,
     pub api_keys: Vec<Secret>,
     pub bodies: BodyLimits,
     pub max_batch_items: usize,
@@ -181,24 +176,8 @@ async fn healthz() -> Response {
 }
 
 async fn readyz(State(st): State<Arc<AppState>>) -> Response {
-    if st.shared.input_closed.load(Ordering::Acquire) {
-        return ApiError::unavailable("shutting down", "the server is draining", 5).into_response();
-    }
-    if st.shared.disk_low.load(Ordering::Acquire) {
-        return ApiError::unavailable(
-            "disk almost full",
-            "the data disk has less than min_free_bytes free",
-            5,
-        )
-        .into_response();
-    }
-    if st.shared.backlog_full.load(Ordering::Acquire) {
-        return ApiError::unavailable(
-            "backlog full",
-            "the local backlog is over max_backlog_bytes",
-            5,
-        )
-        .into_response();
+    if let Err((message, cause)) = st.ingest.readiness() {
+        return ApiError::unavailable(message, cause, 5).into_response();
     }
     (
         StatusCode::OK,

@@ -1,0 +1,134 @@
+//! What the HTTP API writes to and reads from, behind two small traits, so
+//! that the same handlers serve `serve` (the local committer and index) and
+//! the cluster's stateless `collect` (JetStream).
+//!
+//! - [`Ingest`]: make a batch of records durable (the 2xx waits for it),
+//!   resolving the users of alias-only events; read a user's aliases; say
+//!   whether writes are accepted now (`/readyz`).
+//! - [`CohortApi`]: cohort CRUD (each change makes a `segment` snapshot due).
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::log::ingest::{Appender, Batch, CommitError, Resolved};
+use crate::shared::Shared;
+use crate::state::cohorts::{Cohort, CohortError, CohortInput, CohortStore};
+use crate::state::identity::aliases_of;
+use crate::state::index_db::IndexDb;
+
+/// An alias of a user: `(tag, id, priority)`.
+pub type AliasEntry = (String, String, i64);
+
+/// Why writes are refused right now: `(message, cause)` for the 503.
+pub type NotReady = (&'static str, &'static str);
+
+/// Where records go.
+#[async_trait]
+pub trait Ingest: Send + Sync + 'static {
+    /// Makes `batch` durable, all of it or nothing; resolves once it is,
+    /// with the users chosen for its alias-only events in push order.
+    async fn append(&self, batch: Batch) -> Result<Resolved, CommitError>;
+
+    /// Every alias linked to `user`, as of every acknowledged identify.
+    async fn aliases_of(&self, user: Uuid) -> Result<Vec<AliasEntry>, String>;
+
+    /// `Ok` while writes are accepted.
+    fn readiness(&self) -> Result<(), NotReady>;
+}
+
+/// Cohort metadata.
+#[async_trait]
+pub trait CohortApi: Send + Sync + 'static {
+    async fn create(&self, input: CohortInput, now_ms: i64) -> Result<Cohort, CohortError>;
+    async fn get(&self, id: Uuid) -> Result<Cohort, CohortError>;
+    /// Live cohorts ordered by code.
+    async fn list(&self) -> Result<Vec<Cohort>, CohortError>;
+    async fn patch(&self, id: Uuid, input: CohortInput, now_ms: i64)
+        -> Result<Cohort, CohortError>;
+    /// Deletes a cohort; returns it with state `deleted`.
+    async fn delete(&self, id: Uuid, now_ms: i64) -> Result<Cohort, CohortError>;
+}
+
+/// `serve`'s ingest: the WAL committer and the local identity index.
+pub struct LocalIngest {
+    pub appender: Appender,
+    pub db: Arc<IndexDb>,
+    pub shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl Ingest for LocalIngest {
+    async fn append(&self, batch: Batch) -> Result<Resolved, CommitError> {
+        self.appender.append(batch).await
+    }
+
+    async fn aliases_of(&self, user: Uuid) -> Result<Vec<AliasEntry>, String> {
+        let db = Arc::clone(&self.db);
+        tokio::task::spawn_blocking(move || aliases_of(&db, &user))
+            .await
+            .map_err(|_| "index read task failed".to_string())?
+            .map_err(|e| e.to_string())
+    }
+
+    fn readiness(&self) -> Result<(), NotReady> {
+        let s = &self.shared;
+        if s.input_closed.load(Ordering::Acquire) {
+            return Err(("shutting down", "the server is draining"));
+        }
+        if s.disk_low.load(Ordering::Acquire) {
+            return Err((
+                "disk almost full",
+                "the data disk has less than min_free_bytes free",
+            ));
+        }
+        if s.backlog_full.load(Ordering::Acquire) {
+            return Err((
+                "backlog full",
+                "the local backlog is over max_backlog_bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs a synchronous store call on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    store: &CohortStore,
+    f: impl FnOnce(&CohortStore) -> Result<T, CohortError> + Send + 'static,
+) -> Result<T, CohortError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|_| CohortError::Db("store task failed".into()))?
+}
+
+#[async_trait]
+impl CohortApi for CohortStore {
+    async fn create(&self, input: CohortInput, now_ms: i64) -> Result<Cohort, CohortError> {
+        blocking(self, move |s| s.create(input, now_ms)).await
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Cohort, CohortError> {
+        blocking(self, move |s| s.get(&id)).await
+    }
+
+    async fn list(&self) -> Result<Vec<Cohort>, CohortError> {
+        blocking(self, |s| s.list()).await
+    }
+
+    async fn patch(
+        &self,
+        id: Uuid,
+        input: CohortInput,
+        now_ms: i64,
+    ) -> Result<Cohort, CohortError> {
+        blocking(self, move |s| s.patch(&id, input, now_ms)).await
+    }
+
+    async fn delete(&self, id: Uuid, now_ms: i64) -> Result<Cohort, CohortError> {
+        blocking(self, move |s| s.delete(&id, now_ms)).await
+    }
+}

@@ -1,0 +1,70 @@
+//! The conformance suite (`hivestream_core::conformance`) on `serve`'s
+//! backends: the WAL, the ledger file and in-process leases.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hivestream_core::conformance::{self, LogUnderTest};
+use hivestream_core::log::{LogReader, Pos, WalLogReader};
+use hivestream_core::route::ledger::file::FileLedger;
+use hivestream_core::route::ledger::LedgerStore;
+use hivestream_core::shared::Shared;
+use hivestream_core::state::lease::MemoryLeases;
+use hivestream_wal::{Wal, WalOptions};
+
+struct WalUnderTest {
+    dir: tempfile::TempDir,
+    wal: Mutex<Wal>,
+    shared: Arc<Shared>,
+}
+
+#[async_trait]
+impl LogUnderTest for WalUnderTest {
+    async fn append(&self, _idem: &str, records: Vec<Vec<u8>>) -> Result<(), String> {
+        let mut wal = self.wal.lock().unwrap();
+        for r in &records {
+            wal.append(r).map_err(|e| e.to_string())?;
+        }
+        let end = wal.commit().map_err(|e| e.to_string())?;
+        self.shared.committed.store(end, Ordering::Release);
+        Ok(())
+    }
+
+    async fn reader(&self, from: Pos) -> Box<dyn LogReader> {
+        let dir = self.dir.path().join("wal");
+        Box::new(WalLogReader::open(&dir, from, Arc::clone(&self.shared)).unwrap())
+    }
+
+    fn dedups(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn wal_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let (wal, _) = Wal::open(dir.path().join("wal"), WalOptions::default()).unwrap();
+    let log = WalUnderTest {
+        dir,
+        wal: Mutex::new(wal),
+        shared: Arc::new(Shared::default()),
+    };
+    conformance::log(&log).await;
+}
+
+#[test]
+fn file_ledger() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger");
+    conformance::ledger(
+        &mut || FileLedger::open(&path).map(|l| Box::new(l) as Box<dyn LedgerStore>),
+        false,
+    );
+}
+
+#[tokio::test]
+async fn memory_leases() {
+    conformance::leases(&MemoryLeases::new(Duration::from_millis(300))).await;
+}
