@@ -75,6 +75,34 @@ pub struct RawConfig {
     /// this, so the router can always drain. Default 5% of the disk, 16 MiB
     /// to 1 GiB; 0 turns the check off.
     pub min_free_bytes: Option<u64>,
+    /// Cluster mode (`collect`, `route`, `node`): NATS server URLs,
+    /// comma-separated, e.g. `nats://10.0.0.1:4222,nats://10.0.0.2:4222`.
+    pub nats: Option<String>,
+    /// Cluster mode: prefix of every stream, bucket and subject this
+    /// deployment uses in NATS (`HS_EV`, `hs.ev.07`, …), `[a-z0-9_]{1,32}`,
+    /// so several deployments can share one NATS cluster. Default `hs`.
+    pub cluster_name: Option<String>,
+    /// Cluster mode: log partitions of the events stream, 1-100. Fixed for
+    /// the life of the stream (it is checked at every start). Default 16.
+    pub partitions: Option<u32>,
+    /// Cluster mode: a router worker that stops renewing its lease on a
+    /// partition loses it after this long, e.g. `10s`. Every node must use
+    /// the same value. Default `10s`.
+    pub lease_ttl: Option<String>,
+    /// Cluster mode: replicas of every stream and bucket (3 or 5). Default 3.
+    pub replicas: Option<u32>,
+    /// Cluster mode: most bytes the events stream holds; beyond it writes get
+    /// 503 (`discard: new`), never dropping what waits for upload. Default 1 GiB.
+    pub stream_max_bytes: Option<u64>,
+    /// Cluster mode: most bytes the identity stream holds (every alias link
+    /// ever made; ~200 bytes each). Default 4 GiB.
+    pub identity_max_bytes: Option<u64>,
+    /// Cluster mode: how long the events stream remembers a request id, so a
+    /// retried publish is stored once, e.g. `2m`. Default `2m`.
+    pub duplicate_window: Option<String>,
+    /// Cluster mode: how long a collector retries a publish (with the same id)
+    /// before answering 503, e.g. `10s`. Default `10s`.
+    pub publish_timeout: Option<String>,
 }
 
 /// Generates [`RawConfig::overlay`] from the field list. The list must name
@@ -123,6 +151,15 @@ impl RawConfig {
         segment_snapshot_interval,
         index_cache_bytes,
         min_free_bytes,
+        nats,
+        cluster_name,
+        partitions,
+        lease_ttl,
+        replicas,
+        stream_max_bytes,
+        identity_max_bytes,
+        duplicate_window,
+        publish_timeout,
     );
 }
 
@@ -180,6 +217,22 @@ pub struct Config {
     pub index_cache_bytes: usize,
     /// `None`: the default reserve for the data disk's size.
     pub min_free_bytes: Option<u64>,
+    pub cluster: ClusterSettings,
+}
+
+/// Validated cluster settings (see [`RawConfig`] for each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterSettings {
+    /// Empty unless a cluster command is run with `nats` set.
+    pub nats: Vec<String>,
+    pub cluster_name: String,
+    pub partitions: u32,
+    pub lease_ttl: Duration,
+    pub replicas: u32,
+    pub stream_max_bytes: u64,
+    pub identity_max_bytes: u64,
+    pub duplicate_window: Duration,
+    pub publish_timeout: Duration,
 }
 
 /// Why a configuration is invalid.
@@ -396,8 +449,92 @@ impl RawConfig {
                 64 << 30,
             )?,
             min_free_bytes: self.min_free_bytes,
+            cluster: cluster_settings(
+                (self.nats, self.cluster_name),
+                self.partitions,
+                self.lease_ttl,
+                self.replicas,
+                (self.stream_max_bytes, self.identity_max_bytes),
+                (self.duplicate_window, self.publish_timeout),
+            )?,
         })
     }
+}
+
+fn cluster_settings(
+    (nats, cluster_name): (Option<String>, Option<String>),
+    partitions: Option<u32>,
+    lease_ttl: Option<String>,
+    replicas: Option<u32>,
+    (stream_max, identity_max): (Option<u64>, Option<u64>),
+    (window, publish): (Option<String>, Option<String>),
+) -> Result<ClusterSettings, ConfigError> {
+    let nats: Vec<String> = nats
+        .unwrap_or_default()
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if let Some(bad) = nats
+        .iter()
+        .find(|u| !u.starts_with("nats://") && !u.starts_with("tls://"))
+    {
+        return Err(invalid(
+            "nats",
+            format!("{bad:?} must be a nats:// or tls:// URL"),
+        ));
+    }
+    let cluster_name = cluster_name.unwrap_or_else(|| "hs".into());
+    let name_ok = (1..=32).contains(&cluster_name.len())
+        && cluster_name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
+    if !name_ok {
+        return Err(invalid(
+            "cluster_name",
+            format!("{cluster_name:?} must be 1 to 32 characters of a-z, 0-9 and _"),
+        ));
+    }
+    let replicas = replicas.unwrap_or(3);
+    if replicas != 3 && replicas != 5 {
+        return Err(invalid(
+            "replicas",
+            format!("{replicas}: must be 3 or 5 (fewer replicas lose acknowledged events with one disk)"),
+        ));
+    }
+    let lease_ttl = parse_duration("lease_ttl", lease_ttl.as_deref().unwrap_or("10s"))?;
+    if lease_ttl < Duration::from_secs(1) {
+        return Err(invalid("lease_ttl", "must be at least 1s"));
+    }
+    let duplicate_window = parse_duration("duplicate_window", window.as_deref().unwrap_or("2m"))?;
+    let publish_timeout = parse_duration("publish_timeout", publish.as_deref().unwrap_or("10s"))?;
+    if publish_timeout < Duration::from_secs(1) || duplicate_window < publish_timeout * 2 {
+        return Err(invalid(
+            "duplicate_window",
+            "must be at least twice publish_timeout (at least 1s), or a retried publish could be stored twice",
+        ));
+    }
+    Ok(ClusterSettings {
+        nats,
+        cluster_name,
+        partitions: bounded("partitions", partitions.unwrap_or(16), 1, 100)?,
+        lease_ttl,
+        replicas,
+        stream_max_bytes: bounded(
+            "stream_max_bytes",
+            stream_max.unwrap_or(1 << 30),
+            16 << 20,
+            u64::MAX,
+        )?,
+        identity_max_bytes: bounded(
+            "identity_max_bytes",
+            identity_max.unwrap_or(4 << 30),
+            16 << 20,
+            u64::MAX,
+        )?,
+        duplicate_window,
+        publish_timeout,
+    })
 }
 
 #[cfg(test)]
@@ -474,6 +611,44 @@ mod tests {
             ..raw
         };
         assert!(raw.validate().is_ok());
+    }
+
+    #[test]
+    fn cluster_settings_refuse_what_could_lose_data() {
+        let c = RawConfig::default().validate().unwrap().cluster;
+        assert_eq!((c.partitions, c.replicas), (16, 3));
+        assert!(c.nats.is_empty());
+        let with = |raw: RawConfig| raw.validate().map(|c| c.cluster);
+        let urls = with(RawConfig {
+            nats: Some("nats://a:1, nats://b:2,".into()),
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(urls.nats, ["nats://a:1", "nats://b:2"]);
+        for bad in [
+            RawConfig {
+                nats: Some("http://a".into()),
+                ..Default::default()
+            },
+            RawConfig {
+                replicas: Some(1),
+                ..Default::default()
+            },
+            RawConfig {
+                partitions: Some(0),
+                ..Default::default()
+            },
+            RawConfig {
+                duplicate_window: Some("5s".into()),
+                ..Default::default()
+            },
+            RawConfig {
+                lease_ttl: Some("100ms".into()),
+                ..Default::default()
+            },
+        ] {
+            assert!(with(bad).is_err());
+        }
     }
 
     #[test]

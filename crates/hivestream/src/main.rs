@@ -159,6 +159,7 @@ impl ServeArgs {
             segment_snapshot_interval: self.segment_snapshot_interval,
             index_cache_bytes: self.index_cache_bytes,
             min_free_bytes: self.min_free_bytes,
+            ..RawConfig::default()
         };
         Ok(file.overlay(flags))
     }
