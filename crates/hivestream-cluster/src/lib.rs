@@ -19,8 +19,10 @@
 //! and runs the roles: the stateless collector, the router worker, the
 //! identity leader and the snapshot writer.
 
+pub mod assign;
 pub mod lease;
 pub mod ledger;
 pub mod log;
 pub mod names;
 pub mod setup;
+pub mod worker;

@@ -60,6 +60,9 @@ pub struct Shared {
     /// Set by the uploader when a sealed file's spool copy is gone; the
     /// router restarts to rebuild it from the WAL.
     pub spool_lost: AtomicBool,
+    /// Set when this process lost the right to route this log (its lease
+    /// expired): the router stops at once, sealing nothing more.
+    pub abort: AtomicBool,
 }
 
 impl Shared {

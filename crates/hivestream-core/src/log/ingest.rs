@@ -26,77 +26,15 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
-use crate::collect::event::Alias;
-use crate::log::record::{DataType, Record, RECORD_HEADER_LEN};
+use crate::log::batch::sync_payload;
+pub use crate::log::batch::Batch;
 use crate::metrics::METRICS;
 use crate::route::upload::Backoff;
 use crate::shared::Shared;
-use crate::state::identity::{link_of, resolve, write_sync_line, IdentityIndex, Link, Overlay};
+use crate::state::identity::{link_of, IdentityIndex, Link, Resolver};
 
 /// Most bytes taken into one group commit.
 const MAX_GROUP_BYTES: usize = 32 << 20;
-
-/// An event whose user is known only by aliases; its line holds a
-/// placeholder UUID at `user_offset` that the committer overwrites.
-#[derive(Debug)]
-struct PendingUser {
-    item: usize,
-    user_offset: usize,
-    aliases: Vec<Alias>,
-}
-
-/// Records to append together, encoded as WAL payloads back to back.
-#[derive(Debug, Default)]
-pub struct Batch {
-    buf: Vec<u8>,
-    ends: Vec<usize>,
-    pending: Vec<PendingUser>,
-    /// Holds `sync_aliases` records: an alias change, which must reach the
-    /// identity index before the client hears 2xx (read-your-writes).
-    links: bool,
-}
-
-impl Batch {
-    pub fn push(&mut self, rec: &Record<'_>) {
-        rec.encode(&mut self.buf);
-        self.ends.push(self.buf.len());
-        self.links |= rec.data_type == DataType::SyncAliases;
-    }
-
-    /// Whether committing this batch needs a healthy identity index: it
-    /// resolves users from aliases, or it changes aliases.
-    fn needs_index(&self) -> bool {
-        self.links || !self.pending.is_empty()
-    }
-
-    /// Pushes an event whose `user_id` the committer resolves from
-    /// `aliases`; `user_offset` is where the 36-character placeholder UUID
-    /// starts in `rec.line`.
-    pub fn push_resolving(&mut self, rec: &Record<'_>, user_offset: usize, aliases: Vec<Alias>) {
-        let user_offset = self.buf.len() + RECORD_HEADER_LEN + user_offset;
-        self.pending.push(PendingUser {
-            item: self.ends.len(),
-            user_offset,
-            aliases,
-        });
-        self.push(rec);
-    }
-
-    pub fn len(&self) -> usize {
-        self.ends.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.ends.is_empty()
-    }
-
-    pub(crate) fn payloads(&self) -> impl Iterator<Item = &[u8]> {
-        let starts = std::iter::once(0).chain(self.ends.iter().copied());
-        starts
-            .zip(self.ends.iter().copied())
-            .map(|(s, e)| &self.buf[s..e])
-    }
-}
 
 /// Why records were not made durable.
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -165,7 +103,7 @@ pub fn spawn_committer(
         rx,
         limits,
         free: u64::MAX,
-        overlay: Overlay::default(),
+        resolver: Resolver::default(),
         index_behind: false,
         recovery: Pacer::new(),
     };
@@ -186,7 +124,7 @@ struct Committer {
     /// [`Committer::publish_size`] (after every group and idle turn) and
     /// lowered by each batch staged since.
     free: u64,
-    overlay: Overlay,
+    resolver: Resolver,
     /// The last index update failed: replay the WAL into it before resolving.
     index_behind: bool,
     /// Paces recovery attempts while the index keeps failing (a full disk):
@@ -256,16 +194,16 @@ impl Committer {
 
     fn commit_group(&mut self, first: Request) {
         let mut group = vec![first];
-        let mut bytes = group[0].batch.buf.len();
+        let mut bytes = group[0].batch.bytes();
         while bytes < MAX_GROUP_BYTES {
             let Ok(next) = self.rx.try_recv() else { break };
-            bytes += next.batch.buf.len();
+            bytes += next.batch.bytes();
             group.push(next);
         }
         // Only requests that resolve or change aliases need a healthy index;
         // plain events go to the WAL while it recovers.
         let index = self.catch_up_index();
-        self.overlay.clear();
+        self.resolver.clear();
         let mut links = Vec::new();
         let mut staged = Vec::with_capacity(group.len());
         for req in group {
@@ -348,16 +286,16 @@ impl Committer {
         links: &mut Vec<Link>,
     ) -> Result<(Resolved, u64), CommitError> {
         let backlog = self.backlog() + self.wal.staged_bytes() as u64;
-        if backlog + batch.buf.len() as u64 > self.limits.max_backlog_bytes {
+        if backlog + batch.bytes() as u64 > self.limits.max_backlog_bytes {
             self.shared.backlog_full.store(true, Ordering::Release);
             return Err(CommitError::BacklogFull(backlog));
         }
         let reserve = self.limits.min_free_bytes;
-        if reserve > 0 && self.free < reserve + batch.buf.len() as u64 {
+        if reserve > 0 && self.free < reserve + batch.bytes() as u64 {
             self.shared.disk_low.store(true, Ordering::Release);
             return Err(CommitError::DiskLow(self.free));
         }
-        self.free = self.free.saturating_sub(batch.buf.len() as u64);
+        self.free = self.free.saturating_sub(batch.bytes() as u64);
         // Check every size first so that `append` cannot fail half-way
         // through a batch and leave part of it staged.
         if let Some(bad) = batch
@@ -373,7 +311,7 @@ impl Committer {
         let mut records = 0;
         for payload in syncs.iter().map(Vec::as_slice).chain(batch.payloads()) {
             if let Some(link) = link_of(payload) {
-                self.overlay.insert(&link);
+                self.resolver.note(&link);
                 links.push(link);
             }
             self.wal.append(payload).expect("sizes checked above");
@@ -388,38 +326,20 @@ impl Committer {
         &mut self,
         batch: &mut Batch,
     ) -> Result<(Resolved, Vec<Vec<u8>>), CommitError> {
-        let mut users = Vec::with_capacity(batch.pending.len());
+        let mut users = Vec::with_capacity(batch.pending_len());
         let mut syncs = Vec::new();
-        for p in std::mem::take(&mut batch.pending) {
-            let known = self.identity.lookup(&p.aliases).map_err(|e| {
-                self.index_behind = true;
-                CommitError::Identity(e.to_string())
-            })?;
-            let known = self.overlay.over(known, &p.aliases);
-            let user = match resolve(&known, &p.aliases) {
-                Some(user) => user,
-                None => {
-                    let user = Uuid::new_v4();
-                    let time_ms = item_time(batch, p.item);
-                    for a in &p.aliases {
-                        let link = Link {
-                            user,
-                            tag: a.tag.clone(),
-                            id: a.id.clone(),
-                            priority: a.priority,
-                        };
-                        // Later requests in this group must see the new user.
-                        self.overlay.insert(&link);
-                        syncs.push(sync_payload(time_ms, &link));
-                    }
-                    user
-                }
-            };
-            let mut hex = [0u8; 36];
-            user.hyphenated().encode_lower(&mut hex);
-            batch.buf[p.user_offset..p.user_offset + 36].copy_from_slice(&hex);
+        for (aliases, time_ms) in batch.pending_aliases() {
+            let (user, created) = self
+                .resolver
+                .decide(&self.identity, &aliases)
+                .map_err(|e| {
+                    self.index_behind = true;
+                    CommitError::Identity(e.to_string())
+                })?;
+            syncs.extend(created.iter().map(|link| sync_payload(time_ms, link)));
             users.push(user);
         }
+        batch.set_users(&users);
         Ok((users, syncs))
     }
 
@@ -470,24 +390,4 @@ impl Committer {
             self.shared.disk_low.store(false, Ordering::Release);
         }
     }
-}
-
-fn item_time(batch: &Batch, item: usize) -> i64 {
-    let start = if item == 0 { 0 } else { batch.ends[item - 1] };
-    Record::decode(&batch.buf[start..batch.ends[item]])
-        .map_or_else(|_| crate::clock::now_ms(), |r| r.time_ms)
-}
-
-/// The WAL payload of one `sync_aliases` record.
-pub fn sync_payload(time_ms: i64, link: &Link) -> Vec<u8> {
-    let mut line = Vec::with_capacity(160);
-    write_sync_line(time_ms, link, &mut line);
-    let mut out = Vec::with_capacity(line.len() + RECORD_HEADER_LEN);
-    Record {
-        data_type: DataType::SyncAliases,
-        time_ms,
-        line: &line,
-    }
-    .encode(&mut out);
-    out
 }

@@ -13,6 +13,7 @@
 //! sequence of a message and a record's index inside it (see
 //! [`pack_pos`]), because one message carries a whole request's records.
 
+pub mod batch;
 pub mod ingest;
 pub mod record;
 

@@ -185,6 +185,9 @@ impl Router {
             if self.shared.spool_lost.swap(false, Ordering::AcqRel) {
                 return Err(RouterError::SpoolLost);
             }
+            if self.shared.abort.load(Ordering::Acquire) {
+                return Err(LedgerError::Fenced("this worker lost its lease".into()).into());
+            }
             self.collect_done(done)?;
             let routed = self.route_some()?;
             self.seal_expired()?;

@@ -78,7 +78,9 @@ pub struct Link {
 /// The redb-backed index.
 pub struct IdentityIndex {
     db: Arc<IndexDb>,
-    wal_dir: PathBuf,
+    /// The WAL it replays from (`serve`); `None` when its owner feeds it
+    /// (the cluster's identity leader replays the identity stream itself).
+    wal_dir: Option<PathBuf>,
     /// The [`IndexDb`] generation `applied` and `durable` describe.
     generation: u64,
     /// Applied (visible) up to here.
@@ -93,7 +95,7 @@ impl IdentityIndex {
     pub fn open(db: Arc<IndexDb>, wal_dir: &Path, end: Lsn) -> Result<Self, IdentityError> {
         let mut index = Self {
             db,
-            wal_dir: wal_dir.to_path_buf(),
+            wal_dir: Some(wal_dir.to_path_buf()),
             generation: 0,
             applied: 0,
             durable: 0,
@@ -101,6 +103,26 @@ impl IdentityIndex {
         };
         index.reload(end)?;
         Ok(index)
+    }
+
+    /// Opens an index its owner feeds with [`IdentityIndex::apply`]: it
+    /// only loads the position it is durable up to ([`IdentityIndex::applied`]).
+    pub fn open_fed(db: Arc<IndexDb>) -> Result<Self, IdentityError> {
+        let mut index = Self {
+            db,
+            wal_dir: None,
+            generation: 0,
+            applied: 0,
+            durable: 0,
+            durable_at: Instant::now(),
+        };
+        index.reload(0)?;
+        Ok(index)
+    }
+
+    /// Position up to which links are applied (exclusive).
+    pub fn applied(&self) -> Lsn {
+        self.applied
     }
 
     /// Reads the durable LSN from the database, then replays the WAL from
@@ -150,7 +172,13 @@ impl IdentityIndex {
         if self.applied >= end {
             return Ok(());
         }
-        let mut reader = WalReader::open(&self.wal_dir, self.applied)?;
+        let Some(wal_dir) = &self.wal_dir else {
+            return Err(IdentityError::Db(format!(
+                "the index is at {} and has no log to replay up to {end}",
+                self.applied
+            )));
+        };
+        let mut reader = WalReader::open(wal_dir, self.applied)?;
         let mut links = Vec::new();
         while let Some((_, payload)) = reader.next(end)? {
             if let Some(link) = link_of(payload) {
@@ -358,6 +386,54 @@ impl Overlay {
 
     pub fn clear(&mut self) {
         self.links.clear();
+    }
+}
+
+/// Decides the users of alias-only events, one decision per alias set in
+/// log order: the single writer of identity (the WAL committer in `serve`,
+/// the identity leader in a cluster) runs it over its index, and notes each
+/// link it stages so that later requests of the same group see them before
+/// they are in the index.
+#[derive(Default)]
+pub struct Resolver {
+    overlay: Overlay,
+}
+
+impl Resolver {
+    /// Forgets staged links (they are in the index now, or were dropped).
+    pub fn clear(&mut self) {
+        self.overlay.clear();
+    }
+
+    /// Notes a link staged in this group.
+    pub fn note(&mut self, link: &Link) {
+        self.overlay.insert(link);
+    }
+
+    /// The user of an event known by `aliases`: the user of its
+    /// highest-priority known alias, or a new user, in which case the links
+    /// to write (one per alias) come back too, already noted.
+    pub fn decide(
+        &mut self,
+        index: &IdentityIndex,
+        aliases: &[Alias],
+    ) -> Result<(Uuid, Vec<Link>), IdentityError> {
+        let known = self.overlay.over(index.lookup(aliases)?, aliases);
+        if let Some(user) = resolve(&known, aliases) {
+            return Ok((user, Vec::new()));
+        }
+        let user = Uuid::new_v4();
+        let links: Vec<Link> = aliases
+            .iter()
+            .map(|a| Link {
+                user,
+                tag: a.tag.clone(),
+                id: a.id.clone(),
+                priority: a.priority,
+            })
+            .collect();
+        links.iter().for_each(|l| self.overlay.insert(l));
+        Ok((user, links))
     }
 }
 

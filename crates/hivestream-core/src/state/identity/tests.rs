@@ -23,7 +23,7 @@ fn alias(tag: &str, id: &str, priority: i64) -> Alias {
 }
 
 fn sync_payload(l: &Link) -> Vec<u8> {
-    crate::log::ingest::sync_payload(0, l)
+    crate::log::batch::sync_payload(0, l)
 }
 
 #[test]

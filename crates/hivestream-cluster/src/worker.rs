@@ -1,0 +1,437 @@
+//! The router worker: takes its share of the cluster's jobs (one per log
+//! partition, plus the identity leader and the snapshot writer), each under
+//! a lease, and runs them.
+//!
+//! ```text
+//!   every TTL/4:  renew leases ──lost──▶ abort that job at once
+//!                 list members (leases member.*) ──▶ assign() ──▶ claim mine, hand over the rest
+//!   route job:    Router thread (core) over JsLogReader + KvLedger ──▶ shared uploader ──▶ S3
+//! ```
+//!
+//! A job handed over is stopped gracefully (the router seals what it has,
+//! waits for its uploads, writes its checkpoint) while its lease is still
+//! renewed, and only then released; a job whose lease is lost is aborted
+//! without sealing anything more. Ledger fencing makes both safe even when
+//! this worker learns late: a worker paused past its lease finds its next
+//! ledger write refused.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hivestream_core::log::{LogReader, Pos};
+use hivestream_core::route::keys::WorkerId;
+use hivestream_core::route::ledger::LedgerStore;
+use hivestream_core::route::upload::{run_uploader, UploadJob};
+use hivestream_core::route::{
+    run_router, DeflatePool, Router, RouterBackend, RouterConfig, RouterError,
+};
+use hivestream_core::shared::Shared;
+use hivestream_core::state::lease::{Lease, Leases};
+use object_store::ObjectStore;
+use tokio::sync::watch;
+
+use crate::assign::assign;
+use crate::lease::KvLeases;
+use crate::ledger::KvLedger;
+use crate::log::JsLogReader;
+use crate::names::LogPartition;
+use crate::setup::Cluster;
+
+/// How the worker routes.
+#[derive(Clone)]
+pub struct WorkerConfig {
+    /// This process's name among the members (unique per start).
+    pub node: String,
+    /// Spool files go to `{data_dir}/spool/{partition}`.
+    pub data_dir: PathBuf,
+    pub prefix: String,
+    pub flush_interval: Duration,
+    pub max_file_bytes: u64,
+    pub level: u32,
+    pub shutdown_timeout: Duration,
+    pub upload_concurrency: usize,
+    pub deflate: DeflatePool,
+}
+
+/// A job that is not a log partition (identity leader, snapshot writer):
+/// started with a stop signal, which it obeys promptly.
+#[async_trait]
+pub trait TaskJob: Send + Sync + 'static {
+    /// Its lease name.
+    fn name(&self) -> String;
+    /// Runs until `stop` turns true or it fails.
+    async fn run(&self, lease: Lease, stop: watch::Receiver<bool>);
+}
+
+/// A running job.
+enum Running {
+    Route {
+        shared: Arc<Shared>,
+        thread: std::thread::JoinHandle<Result<(), RouterError>>,
+    },
+    Task {
+        stop: watch::Sender<bool>,
+        handle: tokio::task::JoinHandle<()>,
+    },
+}
+
+impl Running {
+    fn finished(&self) -> bool {
+        match self {
+            Running::Route { thread, .. } => thread.is_finished(),
+            Running::Task { handle, .. } => handle.is_finished(),
+        }
+    }
+
+    /// Asks for a graceful stop (seal, upload, checkpoint).
+    fn stop(&self) {
+        match self {
+            Running::Route { shared, .. } => {
+                shared.input_closed.store(true, Ordering::Release);
+                shared.router_wake.notify();
+            }
+            Running::Task { stop, .. } => {
+                let _ = stop.send(true);
+            }
+        }
+    }
+
+    /// Stops at once: the lease is lost.
+    fn abort(&self) {
+        match self {
+            Running::Route { shared, .. } => {
+                shared.abort.store(true, Ordering::Release);
+                shared.router_wake.notify();
+            }
+            Running::Task { stop, handle } => {
+                let _ = stop.send(true);
+                handle.abort();
+            }
+        }
+    }
+}
+
+struct Held {
+    lease: Lease,
+    running: Running,
+    stopping: bool,
+}
+
+/// Where a partition's router reads and records.
+struct KvBackend {
+    cluster: Cluster,
+    partition: LogPartition,
+    node: String,
+    shared: Arc<Shared>,
+    rt: tokio::runtime::Handle,
+}
+
+impl RouterBackend for KvBackend {
+    fn open_ledger(&self) -> Result<Box<dyn LedgerStore>, RouterError> {
+        let key = self.partition.ledger_key();
+        let ledger = KvLedger::take_over(self.cluster.ledger.clone(), &key, &self.node, &self.rt)?;
+        Ok(Box::new(ledger))
+    }
+
+    fn open_reader(&self, from: Pos) -> Result<Box<dyn LogReader>, RouterError> {
+        let (_, subject) = self.cluster.names.stream_subject(self.partition);
+        let stream = match self.partition {
+            LogPartition::Events(_) => self.cluster.events.clone(),
+            LogPartition::Identity => self.cluster.identity.clone(),
+        };
+        Ok(Box::new(JsLogReader::open(
+            stream,
+            subject,
+            from,
+            Arc::clone(&self.shared),
+            self.partition.purges(),
+            &self.rt,
+        )))
+    }
+}
+
+/// The worker's state between turns.
+pub struct Worker {
+    cluster: Cluster,
+    cfg: WorkerConfig,
+    leases: KvLeases,
+    tasks: Vec<Arc<dyn TaskJob>>,
+    uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
+    held: HashMap<String, Held>,
+    /// Per partition, kept across restarts of its router on this worker, so
+    /// uploads still running keep their spool files.
+    shared: HashMap<LogPartition, Arc<Shared>>,
+    rt: tokio::runtime::Handle,
+}
+
+/// Runs the worker until `stop` turns true, then hands everything over.
+pub async fn run_worker(
+    cluster: Cluster,
+    cfg: WorkerConfig,
+    store: Arc<dyn ObjectStore>,
+    tasks: Vec<Arc<dyn TaskJob>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let (uploads, upload_rx) = tokio::sync::mpsc::unbounded_channel();
+    let uploader = tokio::spawn(run_uploader(store, upload_rx, cfg.upload_concurrency));
+    let ttl = cluster.settings.lease_ttl;
+    let mut w = Worker {
+        leases: KvLeases::new(cluster.leases.clone(), ttl),
+        cluster,
+        cfg,
+        tasks,
+        uploads,
+        held: HashMap::new(),
+        shared: HashMap::new(),
+        rt: tokio::runtime::Handle::current(),
+    };
+    let tick = (ttl / 4).max(Duration::from_millis(250));
+    let mut member: Option<Lease> = None;
+    loop {
+        w.keep_membership(&mut member).await;
+        w.turn(member.is_some()).await;
+        tokio::select! {
+            _ = tokio::time::sleep(tick) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    w.hand_over_all(&mut member, tick).await;
+    drop(w);
+    let _ = uploader.await;
+}
+
+impl Worker {
+    fn member_name(&self) -> String {
+        format!("member.{}", self.cfg.node)
+    }
+
+    async fn keep_membership(&self, member: &mut Option<Lease>) {
+        if let Some(lease) = member.as_mut() {
+            match self.leases.renew(lease).await {
+                Ok(true) => return,
+                Ok(false) => tracing::warn!("worker: membership lease lost; claiming it again"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "worker: cannot renew membership");
+                    if !lease.expired() {
+                        return;
+                    }
+                }
+            }
+        }
+        *member = match self.leases.claim(&self.member_name(), &self.cfg.node).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "worker: cannot join the cluster yet");
+                None
+            }
+        };
+    }
+
+    /// Every job's lease name, partitions first.
+    fn job_names(&self) -> Vec<String> {
+        let mut jobs: Vec<String> = LogPartition::all(self.cluster.settings.partitions)
+            .into_iter()
+            .map(|p| p.lease())
+            .collect();
+        jobs.extend(self.tasks.iter().map(|t| t.name()));
+        jobs
+    }
+
+    /// One turn: renew, reap, rebalance.
+    async fn turn(&mut self, member: bool) {
+        self.renew_jobs().await;
+        self.reap_finished().await;
+        if !member {
+            return;
+        }
+        let members: Vec<String> = match self.leases.list("member.").await {
+            Ok(list) => list.into_iter().map(|(_, owner)| owner).collect(),
+            Err(e) => {
+                tracing::warn!(error = %e, "worker: cannot list members");
+                return;
+            }
+        };
+        let plan = assign(&self.job_names(), &members);
+        for (job, owner) in &plan {
+            let mine = *owner == self.cfg.node;
+            match (mine, self.held.get_mut(job)) {
+                (true, None) => self.try_start(job).await,
+                (false, Some(h)) if !h.stopping => {
+                    tracing::info!(%job, to = %owner, "worker: handing a job over");
+                    h.stopping = true;
+                    h.running.stop();
+                }
+                _ => {}
+            }
+        }
+    }
+
+    async fn renew_jobs(&mut self) {
+        let mut lost = Vec::new();
+        for (name, h) in self.held.iter_mut() {
+            match self.leases.renew(&mut h.lease).await {
+                Ok(true) => {}
+                Ok(false) => lost.push(name.clone()),
+                Err(e) if h.lease.expired() => {
+                    tracing::warn!(job = %name, error = %e, "worker: lease expired unrenewed");
+                    lost.push(name.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(job = %name, error = %e, "worker: renewal failed; retrying")
+                }
+            }
+        }
+        for name in lost {
+            let h = self.held.remove(&name).expect("held");
+            tracing::warn!(job = %name, "worker: lease lost; stopping the job at once");
+            h.running.abort();
+        }
+    }
+
+    /// Releases the leases of jobs that ended (handed over, or failed).
+    async fn reap_finished(&mut self) {
+        let ended: Vec<String> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.running.finished())
+            .map(|(n, _)| n.clone())
+            .collect();
+        for name in ended {
+            let h = self.held.remove(&name).expect("held");
+            if let Running::Route { thread, .. } = h.running {
+                match thread.join() {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::warn!(job = %name, error = %e, "worker: router ended"),
+                    Err(_) => tracing::error!(job = %name, "worker: router thread panicked"),
+                }
+            }
+            if let Err(e) = self.leases.release(h.lease).await {
+                tracing::warn!(job = %name, error = %e, "worker: release failed; the lease expires");
+            }
+        }
+    }
+
+    async fn try_start(&mut self, job: &str) {
+        let lease = match self.leases.claim(job, &self.cfg.node).await {
+            Ok(Some(l)) => l,
+            Ok(None) => return, // still held by its previous owner
+            Err(e) => {
+                tracing::warn!(%job, error = %e, "worker: cannot claim");
+                return;
+            }
+        };
+        let running = match self.start(job, lease.clone()) {
+            Some(r) => r,
+            None => {
+                let _ = self.leases.release(lease).await;
+                return;
+            }
+        };
+        tracing::info!(%job, node = %self.cfg.node, "worker: job started");
+        self.held.insert(
+            job.to_string(),
+            Held {
+                lease,
+                running,
+                stopping: false,
+            },
+        );
+    }
+
+    fn start(&mut self, job: &str, lease: Lease) -> Option<Running> {
+        if let Some(task) = self.tasks.iter().find(|t| t.name() == job) {
+            let (stop, rx) = watch::channel(false);
+            let task = Arc::clone(task);
+            let handle = tokio::spawn(async move { task.run(lease, rx).await });
+            return Some(Running::Task { stop, handle });
+        }
+        let partition = LogPartition::all(self.cluster.settings.partitions)
+            .into_iter()
+            .find(|p| p.lease() == job)?;
+        Some(self.start_router(partition))
+    }
+
+    fn start_router(&mut self, partition: LogPartition) -> Running {
+        let shared = Arc::clone(self.shared.entry(partition).or_default());
+        shared.input_closed.store(false, Ordering::Release);
+        shared.abort.store(false, Ordering::Release);
+        let cfg = RouterConfig {
+            spool: self.cfg.data_dir.join("spool").join(partition.ledger_key()),
+            prefix: self.cfg.prefix.clone(),
+            worker: WorkerId::parse(&partition.worker_id()).expect("partition ids are valid"),
+            flush_interval: self.cfg.flush_interval,
+            max_file_bytes: self.cfg.max_file_bytes,
+            level: self.cfg.level,
+            shutdown_timeout: self.cfg.shutdown_timeout,
+            deflate: self.cfg.deflate.clone(),
+        };
+        let backend = KvBackend {
+            cluster: self.cluster.clone(),
+            partition,
+            node: self.cfg.node.clone(),
+            shared: Arc::clone(&shared),
+            rt: self.rt.clone(),
+        };
+        let uploads = self.uploads.clone();
+        let thread_shared = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name(format!("router-{}", partition.ledger_key()))
+            .spawn(move || route_partition(cfg, thread_shared, uploads, backend))
+            .expect("spawn router thread");
+        Running::Route { shared, thread }
+    }
+
+    /// Stops every job gracefully (renewing leases meanwhile), releases the
+    /// leases and leaves the cluster.
+    async fn hand_over_all(&mut self, member: &mut Option<Lease>, tick: Duration) {
+        for h in self.held.values_mut() {
+            h.stopping = true;
+            h.running.stop();
+        }
+        while !self.held.is_empty() {
+            self.renew_jobs().await;
+            self.reap_finished().await;
+            if let Some(m) = member.as_mut() {
+                let _ = self.leases.renew(m).await;
+            }
+            tokio::time::sleep(tick.min(Duration::from_millis(200))).await;
+        }
+        if let Some(m) = member.take() {
+            let _ = self.leases.release(m).await;
+        }
+        tracing::info!("worker: every job handed over");
+    }
+}
+
+/// A partition's router thread: open (taking the ledger over), then run
+/// under the supervisor until stopped or fenced.
+fn route_partition(
+    cfg: RouterConfig,
+    shared: Arc<Shared>,
+    uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
+    backend: KvBackend,
+) -> Result<(), RouterError> {
+    let (done_tx, done_rx) = mpsc::channel();
+    let first = loop {
+        match Router::open(
+            cfg.clone(),
+            Arc::clone(&shared),
+            uploads.clone(),
+            done_tx.clone(),
+            &backend,
+        ) {
+            Ok(r) => break r,
+            Err(e) if e.is_fenced() || shared.abort.load(Ordering::Acquire) => return Err(e),
+            Err(e) if shared.input_closed.load(Ordering::Acquire) => return Err(e),
+            Err(e) => {
+                tracing::warn!(partition = %backend.partition.ledger_key(), error = %e, "router: cannot open; retrying");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+        }
+    };
+    run_router(cfg, shared, uploads, (done_tx, done_rx), first, &backend)
+}
