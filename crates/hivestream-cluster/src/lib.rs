@@ -20,9 +20,13 @@
 //! identity leader and the snapshot writer.
 
 pub mod assign;
+pub mod cohorts;
+pub mod collect;
+pub mod identity;
 pub mod lease;
 pub mod ledger;
 pub mod log;
 pub mod names;
+pub mod node;
 pub mod setup;
 pub mod worker;

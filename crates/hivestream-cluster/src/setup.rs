@@ -28,6 +28,7 @@ use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, Storag
 use async_nats::jetstream::{self, Context};
 use async_nats::{Client, ConnectOptions};
 use hivestream_core::config::ClusterSettings;
+use hivestream_core::route::upload::Backoff;
 use thiserror::Error;
 
 use crate::names::*;
@@ -95,6 +96,29 @@ pub async fn connect(settings: &ClusterSettings, name: &str) -> Result<Cluster, 
     let js = jetstream::ContextBuilder::new()
         .timeout(Duration::from_secs(5))
         .build(client.clone());
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        match prepare(&js, &client, settings).await {
+            Ok(cluster) => return Ok(cluster),
+            Err(e @ SetupError::Unsafe(_)) => return Err(e),
+            Err(e) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64,
+                    "cluster not ready (no JetStream meta leader yet, or a server is down); retrying");
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// Creates or checks every stream and bucket.
+async fn prepare(
+    js: &Context,
+    client: &Client,
+    settings: &ClusterSettings,
+) -> Result<Cluster, SetupError> {
+    let js = js.clone();
+    let client = client.clone();
     let names = Names::new(&settings.cluster_name);
     let events = ensure_stream(&js, events_config(&names, settings), settings).await?;
     check_partitions(&events, settings)?;

@@ -63,8 +63,10 @@ pub struct WorkerConfig {
 pub trait TaskJob: Send + Sync + 'static {
     /// Its lease name.
     fn name(&self) -> String;
-    /// Runs until `stop` turns true or it fails.
-    async fn run(&self, lease: Lease, stop: watch::Receiver<bool>);
+    /// Runs until `stop` turns true or it fails. `lease` shows every
+    /// renewal: the job must stop once it is [`Lease::expired`] (a paused
+    /// process learns it there first).
+    async fn run(&self, lease: watch::Receiver<Lease>, stop: watch::Receiver<bool>);
 }
 
 /// A running job.
@@ -75,6 +77,7 @@ enum Running {
     },
     Task {
         stop: watch::Sender<bool>,
+        lease: watch::Sender<Lease>,
         handle: tokio::task::JoinHandle<()>,
     },
 }
@@ -107,7 +110,7 @@ impl Running {
                 shared.abort.store(true, Ordering::Release);
                 shared.router_wake.notify();
             }
-            Running::Task { stop, handle } => {
+            Running::Task { stop, handle, .. } => {
                 let _ = stop.send(true);
                 handle.abort();
             }
@@ -274,7 +277,11 @@ impl Worker {
         let mut lost = Vec::new();
         for (name, h) in self.held.iter_mut() {
             match self.leases.renew(&mut h.lease).await {
-                Ok(true) => {}
+                Ok(true) => {
+                    if let Running::Task { lease, .. } = &h.running {
+                        let _ = lease.send(h.lease.clone());
+                    }
+                }
                 Ok(false) => lost.push(name.clone()),
                 Err(e) if h.lease.expired() => {
                     tracing::warn!(job = %name, error = %e, "worker: lease expired unrenewed");
@@ -345,9 +352,14 @@ impl Worker {
     fn start(&mut self, job: &str, lease: Lease) -> Option<Running> {
         if let Some(task) = self.tasks.iter().find(|t| t.name() == job) {
             let (stop, rx) = watch::channel(false);
+            let (lease_tx, lease_rx) = watch::channel(lease);
             let task = Arc::clone(task);
-            let handle = tokio::spawn(async move { task.run(lease, rx).await });
-            return Some(Running::Task { stop, handle });
+            let handle = tokio::spawn(async move { task.run(lease_rx, rx).await });
+            return Some(Running::Task {
+                stop,
+                lease: lease_tx,
+                handle,
+            });
         }
         let partition = LogPartition::all(self.cluster.settings.partitions)
             .into_iter()

@@ -95,7 +95,7 @@ pub struct RawConfig {
     /// 503 (`discard: new`), never dropping what waits for upload. Default 1 GiB.
     pub stream_max_bytes: Option<u64>,
     /// Cluster mode: most bytes the identity stream holds (every alias link
-    /// ever made; ~200 bytes each). Default 4 GiB.
+    /// ever made; ~200 bytes each). Default 1 GiB.
     pub identity_max_bytes: Option<u64>,
     /// Cluster mode: how long the events stream remembers a request id, so a
     /// retried publish is stored once, e.g. `2m`. Default `2m`.
@@ -528,7 +528,7 @@ fn cluster_settings(
         )?,
         identity_max_bytes: bounded(
             "identity_max_bytes",
-            identity_max.unwrap_or(4 << 30),
+            identity_max.unwrap_or(1 << 30),
             16 << 20,
             u64::MAX,
         )?,

@@ -64,7 +64,7 @@ fn data_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
 }
 
 /// Takes an exclusive lock on the data dir for the life of the process.
-fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
+pub fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
     std::fs::create_dir_all(dir).map_err(data_err(dir))?;
     let path = dir.join("LOCK");
     let file = OpenOptions::new()

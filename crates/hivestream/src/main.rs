@@ -1,15 +1,15 @@
-//! The `hivestream` command line: `serve`, `doctor`, `iam-policy` and `bench`.
+//! The `hivestream` command line: `serve`, the cluster's `collect`, `route`
+//! and `node`, `doctor`, `iam-policy` and `bench`.
 //!
 //! Settings are read from the TOML file given by `--config`, then overridden
 //! by `HIVESTREAM_*` environment variables and flags (clap reads both).
 
+mod args;
 mod bench;
 
-use std::path::PathBuf;
-
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
-use hivestream_core::config::RawConfig;
+use args::{NodeArgs, ServeArgs};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +26,12 @@ struct Cli {
 enum Command {
     /// Run the collector and router (embedded default: ./hivestream-data, 127.0.0.1:8080).
     Serve(Box<ServeArgs>),
+    /// Cluster mode: run the stateless HTTP collector, writing to NATS JetStream.
+    Collect(Box<NodeArgs>),
+    /// Cluster mode: run a router worker (its share of log partitions, identity, snapshots).
+    Route(Box<NodeArgs>),
+    /// Cluster mode: run both roles in one process.
+    Node(Box<NodeArgs>),
     /// Check the sink as configured (same settings as serve): credentials,
     /// region, bucket, list/put/get/delete on the prefix, public access block.
     Doctor(Box<ServeArgs>),
@@ -38,131 +44,6 @@ enum Command {
         #[arg(long, default_value = "")]
         prefix: String,
     },
-}
-
-#[derive(Args)]
-struct ServeArgs {
-    /// TOML configuration file (same keys as the flags, with underscores).
-    #[arg(long, env = "HIVESTREAM_CONFIG")]
-    config: Option<PathBuf>,
-    /// Address to listen on (default 127.0.0.1:8080; other addresses need --api-key).
-    #[arg(long, env = "HIVESTREAM_LISTEN")]
-    listen: Option<String>,
-    /// WAL, router state, index and the default local bucket (default ./hivestream-data).
-    #[arg(long, env = "HIVESTREAM_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// s3://BUCKET[/PREFIX], file://DIR or memory://
-    #[arg(long, env = "HIVESTREAM_SINK")]
-    sink: Option<String>,
-    /// Bucket region (default AWS_REGION, the profile, or us-east-1).
-    #[arg(long, env = "HIVESTREAM_REGION")]
-    region: Option<String>,
-    /// S3-compatible endpoint URL (path-style).
-    #[arg(long, env = "HIVESTREAM_ENDPOINT")]
-    endpoint: Option<String>,
-    /// S3 access key id (default AWS_ACCESS_KEY_ID, the profile, or instance credentials).
-    #[arg(long, env = "HIVESTREAM_ACCESS_KEY_ID")]
-    access_key_id: Option<String>,
-    /// S3 secret access key (never logged).
-    #[arg(long, env = "HIVESTREAM_SECRET_ACCESS_KEY", hide_env_values = true)]
-    secret_access_key: Option<String>,
-    /// Session token for temporary credentials (never logged).
-    #[arg(long, env = "HIVESTREAM_SESSION_TOKEN", hide_env_values = true)]
-    session_token: Option<String>,
-    /// Profile in ~/.aws/credentials and ~/.aws/config (default AWS_PROFILE).
-    #[arg(long, env = "HIVESTREAM_PROFILE")]
-    profile: Option<String>,
-    /// Accepted API keys (repeat, or comma-separated in HIVESTREAM_API_KEYS).
-    #[arg(
-        long = "api-key",
-        env = "HIVESTREAM_API_KEYS",
-        value_delimiter = ',',
-        hide_env_values = true
-    )]
-    api_keys: Option<Vec<String>>,
-    /// This writer's id in file names, [A-Za-z0-9_]{1,64} (default: generated once, kept in the data dir).
-    #[arg(long, env = "HIVESTREAM_WORKER_ID")]
-    worker_id: Option<String>,
-    /// Seal a file this long after its first record, e.g. 60s, 500ms, 5m (default 60s).
-    #[arg(long, env = "HIVESTREAM_FLUSH_INTERVAL")]
-    flush_interval: Option<String>,
-    /// Seal a file at this compressed size (default 64 MiB).
-    #[arg(long, env = "HIVESTREAM_MAX_FILE_BYTES")]
-    max_file_bytes: Option<u64>,
-    /// Answer 503 while more WAL bytes than this wait for upload (default 1 GiB).
-    #[arg(long, env = "HIVESTREAM_MAX_BACKLOG_BYTES")]
-    max_backlog_bytes: Option<u64>,
-    /// Largest request body, before and after gzip decoding (default 16 MiB).
-    #[arg(long, env = "HIVESTREAM_MAX_BODY_BYTES")]
-    max_body_bytes: Option<usize>,
-    /// Memory all request bodies in flight may take at once (default 256 MiB).
-    #[arg(long, env = "HIVESTREAM_MAX_INFLIGHT_BODY_BYTES")]
-    max_inflight_body_bytes: Option<u64>,
-    /// How long a request body may take to arrive, e.g. 30s.
-    #[arg(long, env = "HIVESTREAM_BODY_TIMEOUT")]
-    body_timeout: Option<String>,
-    /// Most events per batch request (default 10000).
-    #[arg(long, env = "HIVESTREAM_MAX_BATCH_ITEMS")]
-    max_batch_items: Option<usize>,
-    /// Gzip level 1-9 (default 4: files ~1% smaller than gzip -6).
-    #[arg(long, env = "HIVESTREAM_COMPRESSION_LEVEL")]
-    compression_level: Option<u32>,
-    /// Uploads in flight (default 4).
-    #[arg(long, env = "HIVESTREAM_UPLOAD_CONCURRENCY")]
-    upload_concurrency: Option<usize>,
-    /// On shutdown, wait this long for uploads; the rest upload at next start (default 30s).
-    #[arg(long, env = "HIVESTREAM_SHUTDOWN_TIMEOUT")]
-    shutdown_timeout: Option<String>,
-    /// Write a segment snapshot at least this often, even without changes (default 1h).
-    #[arg(long, env = "HIVESTREAM_SEGMENT_SNAPSHOT_INTERVAL")]
-    segment_snapshot_interval: Option<String>,
-    /// Page cache of the identity and cohort index, in bytes (default 32 MiB).
-    #[arg(long, env = "HIVESTREAM_INDEX_CACHE_BYTES")]
-    index_cache_bytes: Option<usize>,
-    /// Free space to keep on the data disk (default 5% of it, 16 MiB-1 GiB).
-    #[arg(long, env = "HIVESTREAM_MIN_FREE_BYTES")]
-    min_free_bytes: Option<u64>,
-}
-
-impl ServeArgs {
-    fn into_raw(self: Box<Self>) -> anyhow::Result<RawConfig> {
-        let file = match &self.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .with_context(|| format!("reading {}", path.display()))?;
-                RawConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
-            }
-            None => RawConfig::default(),
-        };
-        let flags = RawConfig {
-            listen: self.listen,
-            data_dir: self.data_dir,
-            sink: self.sink,
-            region: self.region,
-            endpoint: self.endpoint,
-            access_key_id: self.access_key_id,
-            secret_access_key: self.secret_access_key,
-            session_token: self.session_token,
-            profile: self.profile,
-            api_keys: self.api_keys,
-            worker_id: self.worker_id,
-            flush_interval: self.flush_interval,
-            max_file_bytes: self.max_file_bytes,
-            max_backlog_bytes: self.max_backlog_bytes,
-            max_body_bytes: self.max_body_bytes,
-            max_inflight_body_bytes: self.max_inflight_body_bytes,
-            body_timeout: self.body_timeout,
-            max_batch_items: self.max_batch_items,
-            compression_level: self.compression_level,
-            upload_concurrency: self.upload_concurrency,
-            shutdown_timeout: self.shutdown_timeout,
-            segment_snapshot_interval: self.segment_snapshot_interval,
-            index_cache_bytes: self.index_cache_bytes,
-            min_free_bytes: self.min_free_bytes,
-            ..RawConfig::default()
-        };
-        Ok(file.overlay(flags))
-    }
 }
 
 /// Installs the SIGTERM and SIGINT handlers now (so a signal that arrives
@@ -230,6 +111,20 @@ fn cap_malloc_arenas() {
     }
 }
 
+/// Runs the cluster roles until SIGTERM or SIGINT.
+fn run_node(args: Box<NodeArgs>, collect: bool, route: bool) -> anyhow::Result<()> {
+    let cfg = args.into_raw()?.validate()?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async {
+        let signal = shutdown_signal()?;
+        let roles = hivestream_cluster::node::Roles { collect, route };
+        hivestream_cluster::node::run_node(cfg, roles, signal).await?;
+        anyhow::Ok(())
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     cap_malloc_arenas();
     tracing_subscriber::fmt()
@@ -255,6 +150,9 @@ fn main() -> anyhow::Result<()> {
             print!("{}", report.render());
             std::process::exit(i32::from(report.failed()));
         }
+        Command::Collect(args) => run_node(args, true, false),
+        Command::Route(args) => run_node(args, false, true),
+        Command::Node(args) => run_node(args, true, true),
         Command::Serve(args) => {
             let cfg = args.into_raw()?.validate()?;
             let rt = tokio::runtime::Builder::new_multi_thread()

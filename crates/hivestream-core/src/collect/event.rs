@@ -60,7 +60,7 @@ struct RawEvent<'a> {
 }
 
 /// An identity alias: `{priority, tag, id}`; priority 0 is the highest.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Alias {
     pub priority: i64,

@@ -49,6 +49,15 @@ pub enum CommitError {
     Identity(String),
     #[error("the server is shutting down")]
     Closed,
+    /// The replicated log refused or did not acknowledge the write (cluster).
+    #[error("the replicated log is unavailable: {0}")]
+    LogUnavailable(String),
+    /// The replicated log is at its size limit (cluster; `discard: new`).
+    #[error("the replicated log is full: {0}")]
+    LogFull(String),
+    /// The request's records do not fit in one log message (cluster).
+    #[error("{0}")]
+    TooLarge(String),
 }
 
 /// The users resolved for a batch's alias-only events, in push order.

@@ -58,7 +58,7 @@ struct SnapshotLine<'a> {
 }
 
 /// Fields a client may set; all optional (PATCH sets only what is given).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CohortInput {
     pub name: Option<String>,
@@ -113,7 +113,8 @@ fn check_text(field: &'static str, s: &str, min: usize, max: usize) -> Result<()
 }
 
 impl CohortInput {
-    fn validate(&self) -> Result<(), CohortError> {
+    /// Checks every field that is set.
+    pub fn validate(&self) -> Result<(), CohortError> {
         if let Some(name) = &self.name {
             check_text("name", name, 1, 256)?;
         }
@@ -145,6 +146,76 @@ impl CohortInput {
         }
         Ok(())
     }
+}
+
+impl CohortInput {
+    /// A new live cohort from validated input (`name` is required).
+    pub fn into_cohort(self, name: String, code: u64, now_ms: i64) -> Cohort {
+        let now = rfc3339(now_ms);
+        Cohort {
+            id: Uuid::new_v4(),
+            code,
+            name,
+            description: self.description.unwrap_or_default(),
+            tags: self.tags.unwrap_or_default(),
+            state: "live".into(),
+            segment_type: self.segment_type.unwrap_or_else(|| "standard".into()),
+            created_at: now.clone(),
+            last_updated_at: now,
+            query: self.query,
+        }
+    }
+
+    /// Applies a PATCH to `cohort` (the name, if it changes, is the
+    /// caller's to check for uniqueness first).
+    pub fn apply_to(self, cohort: &mut Cohort, now_ms: i64) {
+        if let Some(name) = self.name {
+            cohort.name = name;
+        }
+        if let Some(d) = self.description {
+            cohort.description = d;
+        }
+        if let Some(t) = self.tags {
+            cohort.tags = t;
+        }
+        if let Some(t) = self.segment_type {
+            cohort.segment_type = t;
+        }
+        if self.query.is_some() {
+            cohort.query = self.query;
+        }
+        cohort.last_updated_at = rfc3339(now_ms);
+    }
+}
+
+/// A cohort as `deleted` at `now_ms`, the answer to a DELETE.
+pub fn deleted(mut cohort: Cohort, now_ms: i64) -> Cohort {
+    cohort.state = "deleted".into();
+    cohort.last_updated_at = rfc3339(now_ms);
+    cohort
+}
+
+/// Live cohorts as `segment` snapshot lines (the contract's fields, in
+/// order, one line each ending in `\n`), ordered by code.
+pub fn snapshot_lines(cohorts: &mut [Cohort]) -> Vec<u8> {
+    cohorts.sort_by_key(|c| c.code);
+    let mut out = Vec::new();
+    for c in cohorts.iter() {
+        let line = SnapshotLine {
+            id: &c.id,
+            code: c.code,
+            name: &c.name,
+            description: &c.description,
+            tags: &c.tags,
+            state: &c.state,
+            segment_type: &c.segment_type,
+            created_at: &c.created_at,
+            last_updated_at: &c.last_updated_at,
+        };
+        serde_json::to_writer(&mut out, &line).expect("serialises");
+        out.push(b'\n');
+    }
+    out
 }
 
 fn rfc3339(ms: i64) -> String {
@@ -201,7 +272,7 @@ impl CohortStore {
 
     pub fn create(&self, input: CohortInput, now_ms: i64) -> Result<Cohort, CohortError> {
         input.validate()?;
-        let name = input.name.ok_or_else(|| invalid("name", "required"))?;
+        let name = input.name.clone().ok_or_else(|| invalid("name", "required"))?;
         self.with_db(|db| {
             let txn = db.begin_write()?;
             let cohort = {
@@ -212,19 +283,7 @@ impl CohortStore {
                 let mut meta = txn.open_table(META)?;
                 let code = bump(&mut meta, "cohort_next_code")?;
                 bump(&mut meta, "cohort_generation")?;
-                let now = rfc3339(now_ms);
-                let cohort = Cohort {
-                    id: Uuid::new_v4(),
-                    code,
-                    name,
-                    description: input.description.unwrap_or_default(),
-                    tags: input.tags.unwrap_or_default(),
-                    state: "live".into(),
-                    segment_type: input.segment_type.unwrap_or_else(|| "standard".into()),
-                    created_at: now.clone(),
-                    last_updated_at: now,
-                    query: input.query,
-                };
+                let cohort = input.into_cohort(name, code, now_ms);
                 let id = cohort.id.to_string();
                 names.insert(cohort.name.as_str(), id.as_str())?;
                 txn.open_table(COHORTS)?.insert(
@@ -271,7 +330,7 @@ impl CohortStore {
             let mut cohort = read_cohort(&txn.open_table(COHORTS)?, id)?;
             {
                 let mut names = txn.open_table(NAMES)?;
-                if let Some(name) = input.name.filter(|n| *n != cohort.name) {
+                if let Some(name) = input.name.clone().filter(|n| *n != cohort.name) {
                     if names.get(name.as_str())?.is_some() {
                         return Err(CohortError::DuplicateName(name));
                     }
@@ -279,11 +338,7 @@ impl CohortStore {
                     names.insert(name.as_str(), id.to_string().as_str())?;
                     cohort.name = name;
                 }
-                cohort.description = input.description.unwrap_or(cohort.description);
-                cohort.tags = input.tags.unwrap_or(cohort.tags);
-                cohort.segment_type = input.segment_type.unwrap_or(cohort.segment_type);
-                cohort.query = input.query.or(cohort.query);
-                cohort.last_updated_at = rfc3339(now_ms);
+                input.apply_to(&mut cohort, now_ms);
                 bump(&mut txn.open_table(META)?, "cohort_generation")?;
                 let json = serde_json::to_string(&cohort).expect("serialises");
                 txn.open_table(COHORTS)?
@@ -298,14 +353,12 @@ impl CohortStore {
     pub fn delete(&self, id: &Uuid, now_ms: i64) -> Result<Cohort, CohortError> {
         self.with_db(|db| {
             let txn = db.begin_write()?;
-            let mut cohort = read_cohort(&txn.open_table(COHORTS)?, id)?;
+            let cohort = read_cohort(&txn.open_table(COHORTS)?, id)?;
             txn.open_table(COHORTS)?.remove(id.to_string().as_str())?;
             txn.open_table(NAMES)?.remove(cohort.name.as_str())?;
             bump(&mut txn.open_table(META)?, "cohort_generation")?;
             txn.commit()?;
-            cohort.state = "deleted".into();
-            cohort.last_updated_at = rfc3339(now_ms);
-            Ok(cohort)
+            Ok(deleted(cohort, now_ms))
         })
     }
 
@@ -338,23 +391,7 @@ impl CohortStore {
 
     /// Every live cohort as `segment` lines, each ending in `\n`.
     pub fn snapshot_content(&self) -> Result<Vec<u8>, CohortError> {
-        let mut out = Vec::new();
-        for c in self.list()? {
-            let line = SnapshotLine {
-                id: &c.id,
-                code: c.code,
-                name: &c.name,
-                description: &c.description,
-                tags: &c.tags,
-                state: &c.state,
-                segment_type: &c.segment_type,
-                created_at: &c.created_at,
-                last_updated_at: &c.last_updated_at,
-            };
-            serde_json::to_writer(&mut out, &line).expect("serialises");
-            out.push(b'\n');
-        }
-        Ok(out)
+        Ok(snapshot_lines(&mut self.list()?))
     }
 
     /// Records that a snapshot covering `generation` is durable in the WAL.

@@ -67,7 +67,7 @@ struct SyncLine {
 }
 
 /// An alias link: what a `sync_aliases` record says.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, Deserialize)]
 pub struct Link {
     pub user: Uuid,
     pub tag: String,

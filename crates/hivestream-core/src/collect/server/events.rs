@@ -40,6 +40,17 @@ pub fn commit_error(e: CommitError) -> ApiError {
         CommitError::Closed => {
             ApiError::unavailable("the server is shutting down", e.to_string(), 5)
         }
+        CommitError::LogUnavailable(_) => {
+            ApiError::unavailable("the event could not be stored", e.to_string(), 2)
+        }
+        CommitError::LogFull(_) => {
+            ApiError::unavailable("the cluster's backlog is full", e.to_string(), 5)
+        }
+        CommitError::TooLarge(_) => ApiError::new(
+            ErrorKind::TooLarge,
+            "the request is too large for one log message",
+            format!("body: {e}"),
+        ),
     }
 }
 

@@ -1,0 +1,197 @@
+//! Command-line arguments shared by the commands that run hivestream.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use hivestream_core::config::RawConfig;
+
+/// Settings shared by `serve`, `doctor` and the cluster commands.
+#[derive(Args)]
+pub struct ServeArgs {
+    /// TOML configuration file (same keys as the flags, with underscores).
+    #[arg(long, env = "HIVESTREAM_CONFIG")]
+    config: Option<PathBuf>,
+    /// Address to listen on (default 127.0.0.1:8080; other addresses need --api-key).
+    #[arg(long, env = "HIVESTREAM_LISTEN")]
+    listen: Option<String>,
+    /// WAL, router state, index and the default local bucket (default ./hivestream-data).
+    #[arg(long, env = "HIVESTREAM_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// s3://BUCKET[/PREFIX], file://DIR or memory://
+    #[arg(long, env = "HIVESTREAM_SINK")]
+    sink: Option<String>,
+    /// Bucket region (default AWS_REGION, the profile, or us-east-1).
+    #[arg(long, env = "HIVESTREAM_REGION")]
+    region: Option<String>,
+    /// S3-compatible endpoint URL (path-style).
+    #[arg(long, env = "HIVESTREAM_ENDPOINT")]
+    endpoint: Option<String>,
+    /// S3 access key id (default AWS_ACCESS_KEY_ID, the profile, or instance credentials).
+    #[arg(long, env = "HIVESTREAM_ACCESS_KEY_ID")]
+    access_key_id: Option<String>,
+    /// S3 secret access key (never logged).
+    #[arg(long, env = "HIVESTREAM_SECRET_ACCESS_KEY", hide_env_values = true)]
+    secret_access_key: Option<String>,
+    /// Session token for temporary credentials (never logged).
+    #[arg(long, env = "HIVESTREAM_SESSION_TOKEN", hide_env_values = true)]
+    session_token: Option<String>,
+    /// Profile in ~/.aws/credentials and ~/.aws/config (default AWS_PROFILE).
+    #[arg(long, env = "HIVESTREAM_PROFILE")]
+    profile: Option<String>,
+    /// Accepted API keys (repeat, or comma-separated in HIVESTREAM_API_KEYS).
+    #[arg(
+        long = "api-key",
+        env = "HIVESTREAM_API_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    api_keys: Option<Vec<String>>,
+    /// This writer's id in file names, [A-Za-z0-9_]{1,64} (default: generated once, kept in the data dir).
+    #[arg(long, env = "HIVESTREAM_WORKER_ID")]
+    worker_id: Option<String>,
+    /// Seal a file this long after its first record, e.g. 60s, 500ms, 5m (default 60s).
+    #[arg(long, env = "HIVESTREAM_FLUSH_INTERVAL")]
+    flush_interval: Option<String>,
+    /// Seal a file at this compressed size (default 64 MiB).
+    #[arg(long, env = "HIVESTREAM_MAX_FILE_BYTES")]
+    max_file_bytes: Option<u64>,
+    /// Answer 503 while more WAL bytes than this wait for upload (default 1 GiB).
+    #[arg(long, env = "HIVESTREAM_MAX_BACKLOG_BYTES")]
+    max_backlog_bytes: Option<u64>,
+    /// Largest request body, before and after gzip decoding (default 16 MiB).
+    #[arg(long, env = "HIVESTREAM_MAX_BODY_BYTES")]
+    max_body_bytes: Option<usize>,
+    /// Memory all request bodies in flight may take at once (default 256 MiB).
+    #[arg(long, env = "HIVESTREAM_MAX_INFLIGHT_BODY_BYTES")]
+    max_inflight_body_bytes: Option<u64>,
+    /// How long a request body may take to arrive, e.g. 30s.
+    #[arg(long, env = "HIVESTREAM_BODY_TIMEOUT")]
+    body_timeout: Option<String>,
+    /// Most events per batch request (default 10000).
+    #[arg(long, env = "HIVESTREAM_MAX_BATCH_ITEMS")]
+    max_batch_items: Option<usize>,
+    /// Gzip level 1-9 (default 4: files ~1% smaller than gzip -6).
+    #[arg(long, env = "HIVESTREAM_COMPRESSION_LEVEL")]
+    compression_level: Option<u32>,
+    /// Uploads in flight (default 4).
+    #[arg(long, env = "HIVESTREAM_UPLOAD_CONCURRENCY")]
+    upload_concurrency: Option<usize>,
+    /// On shutdown, wait this long for uploads; the rest upload at next start (default 30s).
+    #[arg(long, env = "HIVESTREAM_SHUTDOWN_TIMEOUT")]
+    shutdown_timeout: Option<String>,
+    /// Write a segment snapshot at least this often, even without changes (default 1h).
+    #[arg(long, env = "HIVESTREAM_SEGMENT_SNAPSHOT_INTERVAL")]
+    segment_snapshot_interval: Option<String>,
+    /// Page cache of the identity and cohort index, in bytes (default 32 MiB).
+    #[arg(long, env = "HIVESTREAM_INDEX_CACHE_BYTES")]
+    index_cache_bytes: Option<usize>,
+    /// Free space to keep on the data disk (default 5% of it, 16 MiB-1 GiB).
+    #[arg(long, env = "HIVESTREAM_MIN_FREE_BYTES")]
+    min_free_bytes: Option<u64>,
+}
+
+impl ServeArgs {
+    /// The configuration file overlaid with the flags and environment.
+    pub fn into_raw(self: Box<Self>) -> anyhow::Result<RawConfig> {
+        let file = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                RawConfig::from_toml(&text).with_context(|| format!("in {}", path.display()))?
+            }
+            None => RawConfig::default(),
+        };
+        let flags = RawConfig {
+            listen: self.listen,
+            data_dir: self.data_dir,
+            sink: self.sink,
+            region: self.region,
+            endpoint: self.endpoint,
+            access_key_id: self.access_key_id,
+            secret_access_key: self.secret_access_key,
+            session_token: self.session_token,
+            profile: self.profile,
+            api_keys: self.api_keys,
+            worker_id: self.worker_id,
+            flush_interval: self.flush_interval,
+            max_file_bytes: self.max_file_bytes,
+            max_backlog_bytes: self.max_backlog_bytes,
+            max_body_bytes: self.max_body_bytes,
+            max_inflight_body_bytes: self.max_inflight_body_bytes,
+            body_timeout: self.body_timeout,
+            max_batch_items: self.max_batch_items,
+            compression_level: self.compression_level,
+            upload_concurrency: self.upload_concurrency,
+            shutdown_timeout: self.shutdown_timeout,
+            segment_snapshot_interval: self.segment_snapshot_interval,
+            index_cache_bytes: self.index_cache_bytes,
+            min_free_bytes: self.min_free_bytes,
+            ..RawConfig::default()
+        };
+        Ok(file.overlay(flags))
+    }
+}
+
+
+/// Cluster settings (`collect`, `route`, `node`).
+#[derive(Args)]
+pub struct ClusterArgs {
+    /// NATS server URLs, comma-separated (e.g. nats://10.0.0.1:4222,nats://10.0.0.2:4222).
+    #[arg(long, env = "HIVESTREAM_NATS")]
+    nats: Option<String>,
+    /// Prefix of this deployment's streams, buckets and subjects in NATS (default hs).
+    #[arg(long, env = "HIVESTREAM_CLUSTER_NAME")]
+    cluster_name: Option<String>,
+    /// Log partitions of the events stream, fixed when it is created (default 16).
+    #[arg(long, env = "HIVESTREAM_PARTITIONS")]
+    partitions: Option<u32>,
+    /// A worker that stops renewing loses its partitions after this long (default 10s).
+    #[arg(long, env = "HIVESTREAM_LEASE_TTL")]
+    lease_ttl: Option<String>,
+    /// Replicas of every stream and bucket, 3 or 5 (default 3).
+    #[arg(long, env = "HIVESTREAM_REPLICAS")]
+    replicas: Option<u32>,
+    /// Most bytes the events stream holds before writes get 503 (default 1 GiB).
+    #[arg(long, env = "HIVESTREAM_STREAM_MAX_BYTES")]
+    stream_max_bytes: Option<u64>,
+    /// Most bytes the identity stream holds (default 1 GiB).
+    #[arg(long, env = "HIVESTREAM_IDENTITY_MAX_BYTES")]
+    identity_max_bytes: Option<u64>,
+    /// How long a request id is remembered for deduplication (default 2m).
+    #[arg(long, env = "HIVESTREAM_DUPLICATE_WINDOW")]
+    duplicate_window: Option<String>,
+    /// How long a collector retries a publish before answering 503 (default 10s).
+    #[arg(long, env = "HIVESTREAM_PUBLISH_TIMEOUT")]
+    publish_timeout: Option<String>,
+}
+
+/// `collect`, `route` and `node`: every `serve` setting plus the cluster's.
+#[derive(Args)]
+pub struct NodeArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
+}
+
+impl NodeArgs {
+    /// The configuration file overlaid with the flags and environment.
+    pub fn into_raw(self: Box<Self>) -> anyhow::Result<RawConfig> {
+        let NodeArgs { serve, cluster } = *self;
+        let c = cluster;
+        let flags = RawConfig {
+            nats: c.nats,
+            cluster_name: c.cluster_name,
+            partitions: c.partitions,
+            lease_ttl: c.lease_ttl,
+            replicas: c.replicas,
+            stream_max_bytes: c.stream_max_bytes,
+            identity_max_bytes: c.identity_max_bytes,
+            duplicate_window: c.duplicate_window,
+            publish_timeout: c.publish_timeout,
+            ..RawConfig::default()
+        };
+        Ok(Box::new(serve).into_raw()?.overlay(flags))
+    }
+}
