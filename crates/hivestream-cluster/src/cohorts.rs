@@ -49,10 +49,7 @@ fn db(e: impl std::fmt::Display) -> CohortError {
 }
 
 fn name_key(name: &str) -> String {
-    format!(
-        "n.{:032x}",
-        xxhash_rust::xxh3::xxh3_128(name.as_bytes())
-    )
+    format!("n.{:032x}", xxhash_rust::xxh3::xxh3_128(name.as_bytes()))
 }
 
 fn cohort_key(id: &Uuid) -> String {
@@ -96,13 +93,22 @@ impl KvCohorts {
             let next = value + 1;
             let bytes: Bytes = next.to_string().into();
             let written = if rev == 0 {
-                self.kv.create("meta.code", bytes).await.map(|_| ()).map_err(|e| {
-                    (e.kind() == CreateErrorKind::AlreadyExists, e.to_string())
-                })
+                self.kv
+                    .create("meta.code", bytes)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| (e.kind() == CreateErrorKind::AlreadyExists, e.to_string()))
             } else {
-                self.kv.update("meta.code", bytes, rev).await.map(|_| ()).map_err(|e| {
-                    (e.kind() == UpdateErrorKind::WrongLastRevision, e.to_string())
-                })
+                self.kv
+                    .update("meta.code", bytes, rev)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| {
+                        (
+                            e.kind() == UpdateErrorKind::WrongLastRevision,
+                            e.to_string(),
+                        )
+                    })
             };
             match written {
                 Ok(()) => return Ok(next),
@@ -129,11 +135,19 @@ impl KvCohorts {
                 .ok()
                 .and_then(|s| Uuid::try_parse(s).ok());
             if let Some(holder) = holder {
-                if self.read(&holder).await?.is_some_and(|(c, _)| c.name == name) {
+                if self
+                    .read(&holder)
+                    .await?
+                    .is_some_and(|(c, _)| c.name == name)
+                {
                     return Err(CohortError::DuplicateName(name.to_string()));
                 }
             }
-            match self.kv.update(&key, id.to_string().into(), entry.revision).await {
+            match self
+                .kv
+                .update(&key, id.to_string().into(), entry.revision)
+                .await
+            {
                 Ok(_) => return Ok(()),
                 Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
                 Err(e) => return Err(db(e)),
@@ -156,10 +170,15 @@ impl KvCohorts {
         let written = if rev == 0 {
             self.kv.create(&key, value).await.map_err(db)
         } else {
-            self.kv.update(&key, value, rev).await.map_err(|e| match e.kind() {
-                UpdateErrorKind::WrongLastRevision => CohortError::Db("changed concurrently".into()),
-                _ => db(e),
-            })
+            self.kv
+                .update(&key, value, rev)
+                .await
+                .map_err(|e| match e.kind() {
+                    UpdateErrorKind::WrongLastRevision => {
+                        CohortError::Db("changed concurrently".into())
+                    }
+                    _ => db(e),
+                })
         };
         written
     }
@@ -211,7 +230,12 @@ impl CohortApi for KvCohorts {
         Ok(out)
     }
 
-    async fn patch(&self, id: Uuid, input: CohortInput, now_ms: i64) -> Result<Cohort, CohortError> {
+    async fn patch(
+        &self,
+        id: Uuid,
+        input: CohortInput,
+        now_ms: i64,
+    ) -> Result<Cohort, CohortError> {
         input.validate()?;
         loop {
             let (mut cohort, rev) = self.read(&id).await?.ok_or(CohortError::NotFound(id))?;
@@ -258,6 +282,11 @@ impl CohortApi for KvCohorts {
 struct Progress {
     /// Generation the last published snapshot covered.
     covered: Option<u64>,
+    /// Content hash of the last published snapshot: a generation that moved
+    /// without a visible change (a code reserved, a name freed) publishes
+    /// nothing.
+    #[serde(default)]
+    content_hash: Option<u64>,
     at_ms: i64,
     /// A snapshot chosen but maybe not published: `(generation, at_ms)`.
     pending: Option<(u64, i64)>,
@@ -294,7 +323,13 @@ impl TaskJob for SnapshotWriter {
 
 impl SnapshotWriter {
     async fn progress(&self) -> Result<(Progress, u64), String> {
-        match self.cluster.ledger.entry(SNAPSHOT_KEY).await.map_err(|e| e.to_string())? {
+        match self
+            .cluster
+            .ledger
+            .entry(SNAPSHOT_KEY)
+            .await
+            .map_err(|e| e.to_string())?
+        {
             Some(e) if e.operation == kv::Operation::Put => {
                 let p = serde_json::from_slice(&e.value).map_err(|e| e.to_string())?;
                 Ok((p, e.revision))
@@ -308,33 +343,45 @@ impl SnapshotWriter {
         let value: Bytes = serde_json::to_vec(p).expect("serialises").into();
         let kv = &self.cluster.ledger;
         let r = if rev == 0 {
-            kv.create(SNAPSHOT_KEY, value).await.map_err(|e| e.to_string())
+            kv.create(SNAPSHOT_KEY, value)
+                .await
+                .map_err(|e| e.to_string())
         } else {
-            kv.update(SNAPSHOT_KEY, value, rev).await.map_err(|e| e.to_string())
+            kv.update(SNAPSHOT_KEY, value, rev)
+                .await
+                .map_err(|e| e.to_string())
         };
         r.map_err(|e| format!("snapshot progress (another writer?): {e}"))
     }
 
     async fn generation(&self) -> Result<u64, String> {
         let name = format!("KV_{}", self.cluster.names.cohort_bucket());
-        let mut stream = self.cluster.js.get_stream(name).await.map_err(|e| e.to_string())?;
-        Ok(stream.info().await.map_err(|e| e.to_string())?.state.last_sequence)
+        let mut stream = self
+            .cluster
+            .js
+            .get_stream(name)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(stream
+            .info()
+            .await
+            .map_err(|e| e.to_string())?
+            .state
+            .last_sequence)
     }
 
     /// Publishes a snapshot if one is due (or pending from a writer that died).
     async fn once(&self) -> Result<(), String> {
         let (mut progress, mut rev) = self.progress().await?;
         let now = hivestream_core::clock::now_ms();
+        let stale = now - progress.at_ms >= self.interval.as_millis() as i64;
         let (generation, at_ms) = match progress.pending {
             Some(p) => p,
             None => {
                 let generation = self.generation().await?;
-                let stale = now - progress.at_ms >= self.interval.as_millis() as i64;
                 if progress.covered == Some(generation) && !stale {
                     return Ok(());
                 }
-                progress.pending = Some((generation, now));
-                rev = self.save(&progress, rev).await?;
                 (generation, now)
             }
         };
@@ -343,26 +390,54 @@ impl SnapshotWriter {
             .await
             .map_err(|e| e.to_string())?;
         let content = snapshot_lines(&mut cohorts);
+        let hash = xxhash_rust::xxh3::xxh3_64(&content);
+        if progress.pending.is_none() {
+            if progress.content_hash == Some(hash) && !stale {
+                progress.covered = Some(generation);
+                self.save(&progress, rev).await?;
+                return Ok(());
+            }
+            progress.pending = Some((generation, at_ms));
+            rev = self.save(&progress, rev).await?;
+        }
+        self.publish(&content, generation, at_ms).await?;
+        progress.pending = None;
+        progress.covered = Some(generation);
+        progress.content_hash = Some(hash);
+        progress.at_ms = at_ms;
+        self.save(&progress, rev).await?;
+        tracing::info!(
+            generation,
+            cohorts = cohorts.len(),
+            "segment snapshot written"
+        );
+        Ok(())
+    }
+
+    /// Publishes one `segment` record under the snapshot's message id.
+    async fn publish(&self, content: &[u8], generation: u64, at_ms: i64) -> Result<(), String> {
         let mut record = Vec::with_capacity(content.len() + 16);
         Record {
             data_type: DataType::Segment,
             time_ms: at_ms,
-            line: &content,
+            line: content,
         }
         .encode(&mut record);
         let payload = encode_message([record.as_slice()]);
         let id = format!("segment-{generation}-{at_ms}");
         let p = partition_of(&id, self.cluster.settings.partitions);
         let subject = self.cluster.names.events_subject(p);
-        let msg = PublishMessage::build().payload(payload.into()).message_id(&id);
-        publish(&self.cluster.js, &subject, msg, self.cluster.settings.publish_timeout)
-            .await
-            .map_err(|e| e.to_string())?;
-        progress.pending = None;
-        progress.covered = Some(generation);
-        progress.at_ms = at_ms;
-        self.save(&progress, rev).await?;
-        tracing::info!(generation, cohorts = cohorts.len(), "segment snapshot written");
-        Ok(())
+        let msg = PublishMessage::build()
+            .payload(payload.into())
+            .message_id(&id);
+        publish(
+            &self.cluster.js,
+            &subject,
+            msg,
+            self.cluster.settings.publish_timeout,
+        )
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
     }
 }

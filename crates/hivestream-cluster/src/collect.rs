@@ -67,7 +67,9 @@ impl ClusterIngest {
             .users
             .ok_or_else(|| CommitError::Identity("the leader sent no users".into()))?;
         if users.len() != batch.pending_len() {
-            return Err(CommitError::Identity("the leader sent the wrong number of users".into()));
+            return Err(CommitError::Identity(
+                "the leader sent the wrong number of users".into(),
+            ));
         }
         batch.set_users(&users);
         Ok(users)

@@ -56,9 +56,16 @@ const MAX_GROUP: usize = 256;
 #[serde(tag = "op", rename_all = "snake_case")]
 pub enum Request {
     /// Users for alias-only events (aliases and time of each).
-    Resolve { id: String, items: Vec<(Vec<Alias>, i64)> },
+    Resolve {
+        id: String,
+        items: Vec<(Vec<Alias>, i64)>,
+    },
     /// An identify: write these links.
-    Link { id: String, time_ms: i64, links: Vec<Link> },
+    Link {
+        id: String,
+        time_ms: i64,
+        links: Vec<Link>,
+    },
     /// Every alias of a user.
     Aliases { user: Uuid },
 }
@@ -111,7 +118,10 @@ impl IdentityClient {
             }
             tokio::time::sleep(Duration::from_millis(100).min(deadline - Instant::now())).await;
         }
-        Err(format!("no identity decision within {:?}: {last}", self.timeout))
+        Err(format!(
+            "no identity decision within {:?}: {last}",
+            self.timeout
+        ))
     }
 }
 
@@ -217,7 +227,12 @@ impl Leading {
     /// Applies every identity-stream message after `last_seq`.
     async fn catch_up(&mut self) -> Result<(), String> {
         let mut stream = self.cluster.identity.clone();
-        let end = stream.info().await.map_err(|e| e.to_string())?.state.last_sequence;
+        let end = stream
+            .info()
+            .await
+            .map_err(|e| e.to_string())?
+            .state
+            .last_sequence;
         if end > self.last_seq {
             let consumer = stream
                 .create_consumer(pull::OrderedConfig {
@@ -260,7 +275,8 @@ impl Leading {
             if let Err(e) = self.catch_up().await {
                 tracing::warn!(error = %e, "identity leader: replay failed");
                 for m in group {
-                    self.reply(&m, &error_reply(format!("identity index catching up: {e}"))).await;
+                    self.reply(&m, &error_reply(format!("identity index catching up: {e}")))
+                        .await;
                 }
                 return;
             }
@@ -290,8 +306,8 @@ impl Leading {
     /// The answer to a request and, when it changes identity, the links to
     /// write first (each with the time of its record).
     fn decide(&mut self, m: &async_nats::Message) -> Result<(Reply, Option<Write>), String> {
-        let req: Request = serde_json::from_slice(&m.payload)
-            .map_err(|e| format!("bad identity request: {e}"))?;
+        let req: Request =
+            serde_json::from_slice(&m.payload).map_err(|e| format!("bad identity request: {e}"))?;
         match req {
             Request::Aliases { user } => {
                 let found = tokio::task::block_in_place(|| aliases_of(&self.db, &user))
@@ -311,10 +327,9 @@ impl Leading {
                 let mut users = Vec::with_capacity(items.len());
                 let mut links = Vec::new();
                 for (aliases, time_ms) in &items {
-                    let (user, created) = tokio::task::block_in_place(|| {
-                        self.resolver.decide(&self.index, aliases)
-                    })
-                    .map_err(|e| e.to_string())?;
+                    let (user, created) =
+                        tokio::task::block_in_place(|| self.resolver.decide(&self.index, aliases))
+                            .map_err(|e| e.to_string())?;
                     links.extend(created.into_iter().map(|l| (l, *time_ms)));
                     users.push(user);
                 }

@@ -133,7 +133,6 @@ impl ServeArgs {
     }
 }
 
-
 /// Cluster settings (`collect`, `route`, `node`).
 #[derive(Args)]
 pub struct ClusterArgs {

@@ -272,7 +272,10 @@ impl CohortStore {
 
     pub fn create(&self, input: CohortInput, now_ms: i64) -> Result<Cohort, CohortError> {
         input.validate()?;
-        let name = input.name.clone().ok_or_else(|| invalid("name", "required"))?;
+        let name = input
+            .name
+            .clone()
+            .ok_or_else(|| invalid("name", "required"))?;
         self.with_db(|db| {
             let txn = db.begin_write()?;
             let cohort = {

@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod cluster;
+pub mod cluster_load;
 pub mod load;
 pub mod proxy;
 pub mod verify;
@@ -94,7 +96,7 @@ impl Setup {
         self.data.clone()
     }
 
-    fn sink_args(&self) -> Vec<String> {
+    pub fn sink_args(&self) -> Vec<String> {
         match &self.backend {
             Backend::Local => vec![
                 "--sink".into(),

@@ -90,6 +90,49 @@ pub struct Delivery {
     pub objects: usize,
 }
 
+/// Asserts every object (any data type) holds exactly the bytes its name's
+/// hash says: the content hash in `{timestamp}-{hash}-{worker}.jsonl.gz`.
+pub fn assert_hashes_match_names(objects: &HashMap<String, Vec<String>>) {
+    for (key, lines) in objects {
+        assert!(is_contract_key(key), "not a contract key: {key}");
+        let name = key.rsplit('/').next().unwrap();
+        let hash = name.split('-').nth(1).unwrap();
+        let mut content = lines.join("\n");
+        if !lines.is_empty() {
+            content.push('\n');
+        }
+        assert_eq!(
+            format!("{:016x}", xxhash_rust::xxh3::xxh3_64(content.as_bytes())),
+            hash,
+            "{key}: the bytes do not match the hash in the name"
+        );
+    }
+}
+
+/// Every `sync_aliases` record in the bucket.
+pub fn sync_records(objects: &HashMap<String, Vec<String>>) -> Vec<serde_json::Value> {
+    objects
+        .iter()
+        .filter(|(k, _)| k.starts_with("type=sync_aliases/"))
+        .flat_map(|(_, lines)| lines.iter())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Polls until every id in `ids` is in the bucket (or `timeout` passes);
+/// returns how many are missing.
+pub fn wait_for_ids(setup: &Setup, ids: &[String], timeout: std::time::Duration) -> usize {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let counts = event_counts(&setup.objects());
+        let missing = ids.iter().filter(|id| !counts.contains_key(*id)).count();
+        if missing == 0 || std::time::Instant::now() > deadline {
+            return missing;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+}
+
 /// Whether `key` (relative to the prefix) has the contract's shape:
 /// `type=events|sync_aliases/year=YYYY/month=MM/day=DD/hour=HH/NAME` or
 /// `type=segment/NAME`, with NAME `{13 digits}-{16 hex}-{worker}.jsonl.gz`.
