@@ -14,7 +14,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use hivestream_core::collect::server::{app, AppState, BodyLimits};
+use hivestream_core::collect::server::{app, ops_app, AppState, BodyLimits};
 use hivestream_core::config::Config;
 use hivestream_core::route::DeflatePool;
 use hivestream_core::serve::{lock_data_dir, ServeError};
@@ -112,13 +112,37 @@ pub async fn run_node(
     if roles.collect {
         collect(&cfg, cluster, shutdown).await?;
     } else {
-        println!("routing as {node}");
-        shutdown.await;
+        ops(&cfg, &node, shutdown).await?;
     }
     tracing::info!("stopping: handing jobs over");
     let _ = stop_tx.send(true);
     if let Some(w) = worker {
         let _ = w.await;
+    }
+    Ok(())
+}
+
+/// A worker's own HTTP listener: `/healthz` and `/metrics` only.
+async fn ops(
+    cfg: &Config,
+    node: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let listen_err = |source| NodeError::Listen {
+        addr: cfg.listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(listen_err)?;
+    let addr = listener.local_addr().map_err(listen_err)?;
+    tracing::info!(%addr, node, "routing; metrics on this address");
+    println!("routing as {node}, metrics on {addr}");
+    if let Err(e) = axum::serve(listener, ops_app())
+        .with_graceful_shutdown(shutdown)
+        .await
+    {
+        tracing::error!(error = %e, "HTTP server error");
     }
     Ok(())
 }

@@ -133,6 +133,8 @@ pub struct NodeProc {
     pub child: Child,
     /// The HTTP address of a collector.
     pub addr: Option<String>,
+    /// The metrics address of a router worker.
+    pub metrics: Option<String>,
 }
 
 impl ClusterSetup {
@@ -147,6 +149,23 @@ impl ClusterSetup {
             name,
             extra: Vec::new(),
         }
+    }
+
+    /// The suite's defaults for every flag `extra` does not set.
+    fn defaults(&self) -> Vec<String> {
+        let defaults = [
+            ("--flush-interval", "1s"),
+            ("--lease-ttl", "3s"),
+            ("--partitions", "8"),
+            ("--stream-max-bytes", "268435456"),
+            ("--identity-max-bytes", "67108864"),
+            ("--shutdown-timeout", "30s"),
+        ];
+        defaults
+            .iter()
+            .filter(|(flag, _)| !self.extra.iter().any(|e| e.as_str() == *flag))
+            .flat_map(|(flag, value)| [flag.to_string(), value.to_string()])
+            .collect()
     }
 
     pub fn log_path(&self, id: &str) -> PathBuf {
@@ -169,21 +188,7 @@ impl ClusterSetup {
             .arg("--data-dir")
             .arg(self.sink.dir.path().join(id))
             .args(self.sink.sink_args())
-            .args([
-                "--flush-interval",
-                "1s",
-                "--lease-ttl",
-                "3s",
-                "--partitions",
-                "8",
-            ])
-            .args([
-                "--stream-max-bytes",
-                "268435456",
-                "--identity-max-bytes",
-                "67108864",
-            ])
-            .args(["--shutdown-timeout", "30s"])
+            .args(self.defaults())
             .args(&self.extra)
             .env("HIVESTREAM_LOG", "info")
             .stdout(Stdio::piped())
@@ -198,8 +203,12 @@ impl ClusterSetup {
             .trim()
             .strip_prefix("listening on ")
             .map(str::to_string);
+        let metrics = line
+            .trim()
+            .split_once(", metrics on ")
+            .map(|(_, a)| a.to_string());
         assert!(
-            addr.is_some() || line.starts_with("routing as"),
+            addr.is_some() || metrics.is_some(),
             "{id} did not start; see {}",
             self.log_path(id).display()
         );
@@ -207,6 +216,7 @@ impl ClusterSetup {
             id: id.to_string(),
             child,
             addr,
+            metrics,
         }
     }
 }

@@ -93,6 +93,16 @@ pub fn app(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// The routes of a process that does not collect (a cluster router
+/// worker): `/healthz` and `/metrics`; everything else is 404.
+pub fn ops_app() -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+}
+
 async fn count_requests(req: Request, next: Next) -> Response {
     METRICS.http_requests.inc();
     next.run(req).await
