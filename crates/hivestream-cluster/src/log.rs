@@ -32,6 +32,7 @@ use async_nats::jetstream::{stream, Context};
 use bytes::Bytes;
 use futures::StreamExt;
 use hivestream_core::log::{pack_pos, unpack_pos, LogError, LogReader, Pos, MAX_MESSAGE_RECORDS};
+use hivestream_core::metrics::METRICS;
 use hivestream_core::route::upload::Backoff;
 use hivestream_core::shared::Shared;
 use hivestream_wal::{decode_frame, encode_frame};
@@ -357,6 +358,7 @@ pub async fn publish(
         if !matches!(err, PublishFailure::Unavailable(_)) || Instant::now() >= deadline {
             return Err(err);
         }
+        METRICS.publish_retries.inc();
         let delay = backoff.next_delay().min(deadline - Instant::now());
         tokio::time::sleep(delay).await;
     }

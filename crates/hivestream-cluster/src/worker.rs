@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hivestream_core::log::{LogReader, Pos};
+use hivestream_core::metrics::METRICS;
 use hivestream_core::route::keys::WorkerId;
 use hivestream_core::route::ledger::LedgerStore;
 use hivestream_core::route::upload::{run_uploader, UploadJob};
@@ -271,6 +272,7 @@ impl Worker {
                 _ => {}
             }
         }
+        METRICS.cluster_jobs_held.set(self.held.len() as u64);
     }
 
     async fn renew_jobs(&mut self) {
@@ -294,9 +296,11 @@ impl Worker {
         }
         for name in lost {
             let h = self.held.remove(&name).expect("held");
+            METRICS.leases_lost.inc();
             tracing::warn!(job = %name, "worker: lease lost; stopping the job at once");
             h.running.abort();
         }
+        METRICS.cluster_jobs_held.set(self.held.len() as u64);
     }
 
     /// Releases the leases of jobs that ended (handed over, or failed).

@@ -88,6 +88,9 @@ metrics! {
     upload_errors: Counter = "hivestream_upload_errors_total", "Failed upload attempts (each is retried).";
     rebuild_mismatches: Counter = "hivestream_rebuild_mismatches_total", "Files rebuilt from the log after a restart that differ from their seal (the log lost or changed records); nothing is uploaded under the sealed key.";
     seals_lost: Counter = "hivestream_seals_lost_total", "Sealed files whose records are neither in the bucket nor rebuildable from the log (data loss; see the error log).";
+    cluster_jobs_held: Gauge = "hivestream_cluster_jobs_held", "Cluster mode: jobs (log partitions, identity leader, snapshot writer) this worker holds a lease on.";
+    leases_lost: Counter = "hivestream_cluster_leases_lost_total", "Cluster mode: leases this worker lost before giving them up (paused past the TTL, or cut off from NATS).";
+    publish_retries: Counter = "hivestream_publish_retries_total", "Cluster mode: publishes retried (same message id) after a timeout or a lost connection.";
     router_restarts: Counter = "hivestream_router_restarts_total", "Router restarts after an error (e.g. a full disk).";
     index_reopens: Counter = "hivestream_index_reopens_total", "Reopens of the identity/cohort index after an I/O error.";
     rss_bytes: Gauge = "hivestream_process_resident_memory_bytes", "Resident memory of the process (Linux VmRSS).";
@@ -125,7 +128,7 @@ mod tests {
         assert!(text.contains("# TYPE hivestream_files_sealed_total counter"));
         assert!(text.contains("# TYPE hivestream_wal_bytes gauge"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 28);
+        assert_eq!(samples, 31);
         refresh_process_gauges();
         assert!(METRICS.peak_rss_bytes.get() >= METRICS.rss_bytes.get());
         assert!(METRICS.rss_bytes.get() > 0);

@@ -32,9 +32,14 @@ pub enum Api {
 /// Options of `hivestream bench`.
 #[derive(Args, Debug)]
 pub struct BenchArgs {
-    /// Base URL of the server.
+    /// Base URL of the server; several, comma-separated, for a cluster's
+    /// collectors (connections are spread over them).
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     url: String,
+    /// Base URLs whose `/metrics` upload counters are summed to time the
+    /// pipeline end to end (a cluster's router workers); default: `--url`.
+    #[arg(long)]
+    metrics: Option<String>,
     /// The API to load.
     #[arg(long, value_enum, default_value = "events")]
     api: Api,
@@ -122,6 +127,8 @@ fn build_bodies(args: &BenchArgs) -> Vec<Body> {
 #[derive(Default)]
 struct Tally {
     latencies_us: Vec<u64>,
+    /// Completion times of 2xx answers, to find the longest stall.
+    ok_at: Vec<Instant>,
     statuses: BTreeMap<u16, usize>,
     events_ok: usize,
     bytes_ok: usize,
@@ -166,7 +173,14 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<i32> {
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(args.concurrency)
         .build()?;
-    let probe = server::ServerProbe::new(client.clone(), &args.url);
+    let urls: Vec<String> = args
+        .url
+        .split(',')
+        .map(|u| u.trim().trim_end_matches('/').to_string())
+        .filter(|u| !u.is_empty())
+        .collect();
+    let metrics = args.metrics.as_deref().unwrap_or(&args.url);
+    let probe = server::ServerProbe::new(client.clone(), metrics);
     let uploaded_before = probe
         .metric("hivestream_uploaded_records_total")
         .await
@@ -177,7 +191,6 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<i32> {
         Api::Events if args.batch <= 1 => "/v2.0/events",
         Api::Events => "/v2.0/events/batch",
     };
-    let url = format!("{}{}", args.url.trim_end_matches('/'), path);
     let next = Arc::new(AtomicUsize::new(0));
     let sent_events = Arc::new(AtomicUsize::new(0));
     let tally = Arc::new(Mutex::new(Tally::default()));
@@ -185,10 +198,10 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<i32> {
     let progress = (!args.json && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .then(|| tokio::spawn(progress(Arc::clone(&sent_events), args.events, start)));
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency.max(1) {
+    for i in 0..args.concurrency.max(1) {
         let ctx = Worker {
             client: client.clone(),
-            url: url.clone(),
+            url: format!("{}{path}", urls[i % urls.len()]),
             api_key: args.api_key.clone(),
             bodies: Arc::clone(&bodies),
             next: Arc::clone(&next),
@@ -227,7 +240,7 @@ async fn run_async(args: BenchArgs) -> anyhow::Result<i32> {
         Some(w) => Some(w.finish(&tally.acks, timeout).await),
         None => None,
     };
-    let summary = summarize(&mut tally, elapsed, e2e, peak_rss, visible);
+    let summary = summarize(&mut tally, (start, elapsed), e2e, peak_rss, visible);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {
@@ -295,6 +308,7 @@ impl Worker {
         if (200..300).contains(&status) {
             t.latencies_us
                 .push(done.duration_since(sent).as_micros() as u64);
+            t.ok_at.push(done);
             t.events_ok += body.events;
             t.bytes_ok += body.bytes.len();
             t.acks.extend(ids.into_iter().map(|id| (id, done)));
@@ -344,14 +358,28 @@ fn percentile(sorted: &[u64], p: f64) -> f64 {
     sorted[idx] as f64 / 1000.0
 }
 
+/// The longest time without a 2xx answer while the load ran: a write
+/// stall (a failover), in milliseconds.
+fn longest_stall_ms(ok_at: &mut [Instant], start: Instant) -> f64 {
+    ok_at.sort_unstable();
+    let mut prev = start;
+    let mut worst = Duration::ZERO;
+    for &t in ok_at.iter() {
+        worst = worst.max(t.saturating_duration_since(prev));
+        prev = t;
+    }
+    worst.as_secs_f64() * 1000.0
+}
+
 fn summarize(
     t: &mut Tally,
-    elapsed: Duration,
+    (start, elapsed): (Instant, Duration),
     e2e: Option<Duration>,
     peak_rss: Option<f64>,
     visible: Option<watch::Visibility>,
 ) -> serde_json::Value {
     t.latencies_us.sort_unstable();
+    let stall = longest_stall_ms(&mut t.ok_at, start);
     let secs = elapsed.as_secs_f64();
     // Ingest to "every acknowledged event uploaded", by the server's count.
     let e2e = e2e.map(|d| {
@@ -372,7 +400,9 @@ fn summarize(
             "p50": percentile(&t.latencies_us, 0.50),
             "p99": percentile(&t.latencies_us, 0.99),
             "p999": percentile(&t.latencies_us, 0.999),
+            "max": t.latencies_us.last().map_or(0.0, |m| *m as f64 / 1000.0),
         },
+        "longest_stall_ms": stall,
         "statuses": t.statuses.iter().map(|(k, v)| (k.to_string(), *v)).collect::<BTreeMap<_, _>>(),
         "e2e": e2e,
         "server_peak_rss_mib": peak_rss.map(|b| b / (1024.0 * 1024.0)),
@@ -389,8 +419,12 @@ fn print_text(s: &serde_json::Value) {
         s["mb_per_sec"].as_f64().unwrap_or(0.0)
     );
     println!(
-        "ack latency ms: p50 {} p99 {} p99.9 {}",
-        s["ack_ms"]["p50"], s["ack_ms"]["p99"], s["ack_ms"]["p999"]
+        "ack latency ms: p50 {} p99 {} p99.9 {} max {}; longest time without a 2xx: {:.0} ms",
+        s["ack_ms"]["p50"],
+        s["ack_ms"]["p99"],
+        s["ack_ms"]["p999"],
+        s["ack_ms"]["max"],
+        s["longest_stall_ms"].as_f64().unwrap_or(0.0)
     );
     println!("statuses: {}", s["statuses"]);
     if let Some(e) = s["e2e"].as_object() {

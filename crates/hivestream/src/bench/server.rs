@@ -1,36 +1,48 @@
-//! Reads the server's own `/metrics` during a benchmark: how many records it
-//! has uploaded (to time the whole pipeline, ingest to bucket, without
-//! re-reading the bucket) and its peak resident memory.
+//! Reads the servers' own `/metrics` during a benchmark: how many records
+//! they have uploaded (to time the whole pipeline, ingest to bucket, without
+//! re-reading the bucket; summed over a cluster's workers) and the peak
+//! resident memory.
 
 use std::time::{Duration, Instant};
 
-/// The server under test, seen through `GET /metrics`.
+/// The servers under test, seen through `GET /metrics`.
 pub struct ServerProbe {
     client: reqwest::Client,
-    url: String,
+    urls: Vec<String>,
 }
 
 impl ServerProbe {
-    pub fn new(client: reqwest::Client, base: &str) -> Self {
-        Self {
-            client,
-            url: format!("{}/metrics", base.trim_end_matches('/')),
-        }
+    /// `bases`: comma-separated base URLs.
+    pub fn new(client: reqwest::Client, bases: &str) -> Self {
+        let urls = bases
+            .split(',')
+            .map(|b| b.trim().trim_end_matches('/'))
+            .filter(|b| !b.is_empty())
+            .map(|b| format!("{b}/metrics"))
+            .collect();
+        Self { client, urls }
     }
 
-    /// The value of an unlabelled sample, or `None` when the server cannot
-    /// be asked.
-    pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = self
-            .client
-            .get(&self.url)
-            .send()
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
+    async fn one(&self, url: &str, name: &str) -> Option<f64> {
+        let text = self.client.get(url).send().await.ok()?.text().await.ok()?;
         parse_sample(&text, name)
+    }
+
+    /// The sum of an unlabelled sample over the servers (the largest, for
+    /// a peak), or `None` when none can be asked.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let mut found = None;
+        for url in &self.urls {
+            if let Some(v) = self.one(url, name).await {
+                let peak = name.contains("peak");
+                found = Some(match found {
+                    Some(f) if peak => f64::max(f, v),
+                    Some(f) => f + v,
+                    None => v,
+                });
+            }
+        }
+        found
     }
 
     /// Waits until the server has uploaded `target` records in all; returns

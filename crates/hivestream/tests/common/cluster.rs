@@ -127,6 +127,40 @@ pub struct ClusterSetup {
     pub extra: Vec<String>,
 }
 
+impl Drop for ClusterSetup {
+    /// Deletes the deployment's streams and buckets, so test runs do not
+    /// pile up reservations on the shared NATS cluster.
+    fn drop(&mut self) {
+        let urls: Vec<String> = self.nats.urls.split(',').map(str::to_string).collect();
+        let prefix = self.name.to_uppercase();
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        else {
+            return;
+        };
+        rt.block_on(async {
+            use futures::StreamExt;
+            let Ok(client) = async_nats::connect(urls.as_slice()).await else {
+                return;
+            };
+            let js = async_nats::jetstream::new(client);
+            let names: Vec<String> = js
+                .stream_names()
+                .filter_map(|n| async move { n.ok() })
+                .collect()
+                .await;
+            for name in names {
+                if name.starts_with(&format!("{prefix}_"))
+                    || name.starts_with(&format!("KV_{prefix}_"))
+                {
+                    let _ = js.delete_stream(&name).await;
+                }
+            }
+        });
+    }
+}
+
 /// A running hivestream process of the cluster.
 pub struct NodeProc {
     pub id: String,
