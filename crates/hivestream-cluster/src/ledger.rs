@@ -204,9 +204,7 @@ impl LedgerStore for KvLedger {
     }
 
     fn next_id(&mut self) -> u64 {
-        let id = self.state.next_id;
-        self.state.next_id += 1;
-        id
+        self.state.take_id()
     }
 
     fn seal(&mut self, seal: Seal) -> Result<(), LedgerError> {

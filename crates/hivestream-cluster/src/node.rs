@@ -122,12 +122,8 @@ pub async fn run_node(
     Ok(())
 }
 
-/// A worker's own HTTP listener: `/healthz` and `/metrics` only.
-async fn ops(
-    cfg: &Config,
-    node: &str,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), NodeError> {
+/// Binds `listen`; returns the listener and the address it got.
+async fn bind(cfg: &Config) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), NodeError> {
     let listen_err = |source| NodeError::Listen {
         addr: cfg.listen,
         source,
@@ -136,6 +132,16 @@ async fn ops(
         .await
         .map_err(listen_err)?;
     let addr = listener.local_addr().map_err(listen_err)?;
+    Ok((listener, addr))
+}
+
+/// A worker's own HTTP listener: `/healthz` and `/metrics` only.
+async fn ops(
+    cfg: &Config,
+    node: &str,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
+    let (listener, addr) = bind(cfg).await?;
     tracing::info!(%addr, node, "routing; metrics on this address");
     println!("routing as {node}, metrics on {addr}");
     if let Err(e) = axum::serve(listener, ops_app())
@@ -163,14 +169,7 @@ async fn collect(
         ),
         max_batch_items: cfg.max_batch_items,
     });
-    let listen_err = |source| NodeError::Listen {
-        addr: cfg.listen,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(listen_err)?;
-    let addr = listener.local_addr().map_err(listen_err)?;
+    let (listener, addr) = bind(cfg).await?;
     tracing::info!(%addr, "collecting");
     println!("listening on {addr}");
     if let Err(e) = axum::serve(listener, app(state))

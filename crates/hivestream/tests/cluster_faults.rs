@@ -37,6 +37,21 @@ fn post(addr: &str, from: usize) -> (u16, Vec<String>, bool) {
     (r.status, ids, retry)
 }
 
+/// Posts until a batch is accepted (within a minute).
+fn post_until_ok(addr: &str, next: &mut usize, acked: &mut Vec<String>, when: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (status, ids, _) = post(addr, *next);
+        *next += 50;
+        acked.extend(ids);
+        if status == 200 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "writes never came back {when}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 #[test]
 fn a_full_stream_and_a_lost_quorum_answer_503_and_lose_nothing() {
     let mut setup = ClusterSetup::new("cluster-faults");
@@ -73,20 +88,7 @@ fn a_full_stream_and_a_lost_quorum_answer_503_and_lose_nothing() {
     }
 
     let worker = setup.spawn("route", "w0", None);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, ids, _) = post(&addr, next);
-        next += 50;
-        acked.extend(ids);
-        if status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "writes never came back after the worker drained"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    post_until_ok(&addr, &mut next, &mut acked, "after the worker drained");
     eprintln!("writes accepted again after the worker drained (full at event {full})");
 
     // Lose the quorum: two of three servers down.
@@ -112,20 +114,7 @@ fn a_full_stream_and_a_lost_quorum_answer_503_and_lose_nothing() {
     assert!(unavailable > 0, "no 503 while the quorum was lost");
     setup.nats.restart(x);
     setup.nats.restart(y);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, ids, _) = post(&addr, next);
-        next += 50;
-        acked.extend(ids);
-        if status == 200 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "writes never came back after the quorum returned"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    post_until_ok(&addr, &mut next, &mut acked, "after the quorum returned");
     eprintln!(
         "writes accepted again {:.1?} after the quorum was lost",
         down.elapsed()

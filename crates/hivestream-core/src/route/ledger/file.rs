@@ -108,9 +108,7 @@ impl LedgerStore for FileLedger {
     }
 
     fn next_id(&mut self) -> u64 {
-        let id = self.state.next_id;
-        self.state.next_id += 1;
-        id
+        self.state.take_id()
     }
 
     /// Records a seal durably.

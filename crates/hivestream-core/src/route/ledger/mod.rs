@@ -130,6 +130,13 @@ impl LedgerState {
         }
     }
 
+    /// Takes a fresh file id.
+    pub fn take_id(&mut self) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        id
+    }
+
     /// Lowest start position of a seal not yet uploaded.
     pub fn min_pending_start(&self) -> Option<u64> {
         self.seals
