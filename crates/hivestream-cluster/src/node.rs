@@ -161,7 +161,7 @@ async fn collect(
     let state = Arc::new(AppState {
         cohorts: Arc::new(KvCohorts::new(cluster.cohorts.clone())),
         ingest: Arc::new(ClusterIngest::new(cluster)),
-        api_keys: cfg.api_keys.clone(),
+        access: hivestream_core::collect::access::Access::new(cfg.keys.clone()),
         bodies: BodyLimits::new(
             cfg.max_body_bytes,
             cfg.max_inflight_body_bytes,

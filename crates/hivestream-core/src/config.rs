@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use thiserror::Error;
 
+use crate::collect::access::{ApiKey, OriginPattern, Scope};
 use crate::route::keys::{normalize_prefix, KeyError, WorkerId};
 
 /// Every setting, each optional; see README "Configuration".
@@ -37,8 +38,23 @@ pub struct RawConfig {
     pub session_token: Option<String>,
     /// Profile in `~/.aws/credentials` and `~/.aws/config` (default `AWS_PROFILE`).
     pub profile: Option<String>,
-    /// API keys accepted in `x-api-key` or `?k=`. With none, only loopback listening is allowed.
+    /// Admin keys (the setting of earlier versions, kept: every key listed
+    /// here may do everything). Accepted in `x-api-key` or `?k=`. With no
+    /// key of any kind, only loopback listening is allowed.
     pub api_keys: Option<Vec<String>>,
+    /// Admin keys: every route, including alias look-ups and cohorts.
+    pub admin_keys: Option<Vec<String>>,
+    /// Ingest keys (may be public, e.g. in a web page): events, batches,
+    /// identify and new users only; 403 elsewhere.
+    pub ingest_keys: Option<Vec<String>>,
+    /// Browser origins allowed to use the `ingest_keys` (exact origins like
+    /// `https://news.example`, wildcards like `https://*.news.example`, or
+    /// `*`). A browser request from another origin gets 403. Default: none
+    /// (the keys are for servers only).
+    pub allowed_origins: Option<Vec<String>>,
+    /// Keys with their own scope and origins, in TOML:
+    /// `[[keys]] key = "pk_…", scope = "ingest", origins = ["https://news.example"]`.
+    pub keys: Option<Vec<RawKey>>,
     /// This writer's id in file names, `[A-Za-z0-9_]{1,64}`. Default: generated once and kept in the data dir.
     pub worker_id: Option<String>,
     /// Seal a file this long after its first record, e.g. `60s`, `500ms`, `5m`. Default `60s`.
@@ -105,6 +121,19 @@ pub struct RawConfig {
     pub publish_timeout: Option<String>,
 }
 
+/// One key of the `[[keys]]` tables.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKey {
+    /// The secret itself (at least 16 characters).
+    pub key: String,
+    /// `ingest` or `admin`.
+    pub scope: Scope,
+    /// Browser origins allowed to use it (see `allowed_origins`).
+    #[serde(default)]
+    pub origins: Vec<String>,
+}
+
 /// Generates [`RawConfig::overlay`] from the field list. The list must name
 /// every field: the function destructures `other` exhaustively, so a field
 /// added to [`RawConfig`] and forgotten here is a compile error, not a
@@ -137,6 +166,10 @@ impl RawConfig {
         session_token,
         profile,
         api_keys,
+        admin_keys,
+        ingest_keys,
+        allowed_origins,
+        keys,
         worker_id,
         flush_interval,
         max_file_bytes,
@@ -201,7 +234,7 @@ pub struct Config {
     /// Normalised key prefix (empty or ending in `/`).
     pub prefix: String,
     pub s3: S3Settings,
-    pub api_keys: Vec<Secret>,
+    pub keys: Vec<ApiKey>,
     pub worker_id: Option<WorkerId>,
     pub flush_interval: Duration,
     pub max_file_bytes: u64,
@@ -353,14 +386,13 @@ impl RawConfig {
             .data_dir
             .unwrap_or_else(|| PathBuf::from("./hivestream-data"));
         let (sink, prefix) = parse_sink(self.sink.as_deref(), &data_dir)?;
-        let api_keys: Vec<Secret> = self
-            .api_keys
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|k| !k.is_empty())
-            .map(Secret)
-            .collect();
-        if api_keys.is_empty() && !listen.ip().is_loopback() {
+        let keys = api_keys(
+            self.api_keys.into_iter().chain(self.admin_keys).flatten(),
+            self.ingest_keys.unwrap_or_default(),
+            self.allowed_origins.unwrap_or_default(),
+            self.keys.unwrap_or_default(),
+        )?;
+        if keys.is_empty() && !listen.ip().is_loopback() {
             return Err(ConfigError::OpenWithoutKeys(listen));
         }
         let flush_interval = parse_duration(
@@ -390,7 +422,7 @@ impl RawConfig {
                 session_token: self.session_token.map(Secret),
                 profile: self.profile,
             },
-            api_keys,
+            keys,
             worker_id: self.worker_id.as_deref().map(WorkerId::parse).transpose()?,
             flush_interval,
             max_file_bytes: bounded(
@@ -459,6 +491,55 @@ impl RawConfig {
             )?,
         })
     }
+}
+
+fn origins(list: Vec<String>) -> Result<Vec<OriginPattern>, ConfigError> {
+    list.iter()
+        .map(|o| OriginPattern::parse(o.trim()).map_err(|why| invalid("allowed_origins", why)))
+        .collect()
+}
+
+/// Every key, typed: admin keys (also from the legacy `api_keys`), ingest
+/// keys with `allowed_origins`, and `[[keys]]` tables.
+fn api_keys(
+    admin: impl Iterator<Item = String>,
+    ingest: Vec<String>,
+    allowed: Vec<String>,
+    tables: Vec<RawKey>,
+) -> Result<Vec<ApiKey>, ConfigError> {
+    let allowed = origins(allowed)?;
+    let mut keys: Vec<ApiKey> = admin
+        .filter(|k| !k.is_empty())
+        .map(|k| ApiKey {
+            secret: Secret(k),
+            scope: Scope::Admin,
+            origins: Vec::new(),
+        })
+        .collect();
+    keys.extend(
+        ingest
+            .into_iter()
+            .filter(|k| !k.is_empty())
+            .map(|k| ApiKey {
+                secret: Secret(k),
+                scope: Scope::Ingest,
+                origins: allowed.clone(),
+            }),
+    );
+    for t in tables {
+        if t.key.chars().count() < 16 {
+            return Err(invalid(
+                "keys",
+                "every key in [[keys]] needs at least 16 characters",
+            ));
+        }
+        keys.push(ApiKey {
+            secret: Secret(t.key),
+            scope: t.scope,
+            origins: origins(t.origins)?,
+        });
+    }
+    Ok(keys)
 }
 
 fn cluster_settings(
@@ -652,6 +733,44 @@ mod tests {
     }
 
     #[test]
+    fn keys_have_scopes_and_origins() {
+        let text = r#"
+            api_keys = ["legacy-admin"]
+            ingest_keys = ["pk_public"]
+            allowed_origins = ["https://news.example", "https://*.news.example"]
+            [[keys]]
+            key = "sk_another_admin_key"
+            scope = "admin"
+            [[keys]]
+            key = "pk_partner_site_key"
+            scope = "ingest"
+            origins = ["https://partner.example"]
+        "#;
+        let keys = RawConfig::from_toml(text).unwrap().validate().unwrap().keys;
+        let scopes: Vec<(String, Scope, usize)> = keys
+            .iter()
+            .map(|k| (k.secret.0.clone(), k.scope, k.origins.len()))
+            .collect();
+        assert_eq!(
+            scopes,
+            [
+                ("legacy-admin".into(), Scope::Admin, 0),
+                ("pk_public".into(), Scope::Ingest, 2),
+                ("sk_another_admin_key".into(), Scope::Admin, 0),
+                ("pk_partner_site_key".into(), Scope::Ingest, 1)
+            ]
+        );
+        for bad in [
+            "allowed_origins = [\"https://news.example/\"]",
+            "[[keys]]\nkey = \"short\"\nscope = \"admin\"",
+            "[[keys]]\nkey = \"long-enough-key-xyz\"\nscope = \"root\"",
+        ] {
+            let parsed = RawConfig::from_toml(bad).map(|r| r.validate());
+            assert!(!matches!(parsed, Ok(Ok(_))), "{bad}");
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(
             parse_duration("f", "500ms").unwrap(),
@@ -674,6 +793,7 @@ mod tests {
             ..Default::default()
         };
         let dbg = format!("{:?}", raw.validate().unwrap());
+        assert!(dbg.contains("Secret(***)"), "{dbg}");
         assert!(
             !dbg.contains("SUPERSECRET") && !dbg.contains("APIKEY1"),
             "{dbg}"

@@ -187,7 +187,7 @@ pub async fn serve(
             shared: Arc::clone(&shared),
         }),
         cohorts: Arc::new(cohorts),
-        api_keys: cfg.api_keys.clone(),
+        access: crate::collect::access::Access::new(cfg.keys.clone()),
         bodies: crate::collect::server::BodyLimits::new(
             cfg.max_body_bytes,
             cfg.max_inflight_body_bytes,

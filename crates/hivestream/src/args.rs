@@ -39,7 +39,7 @@ pub struct ServeArgs {
     /// Profile in ~/.aws/credentials and ~/.aws/config (default AWS_PROFILE).
     #[arg(long, env = "HIVESTREAM_PROFILE")]
     profile: Option<String>,
-    /// Accepted API keys (repeat, or comma-separated in HIVESTREAM_API_KEYS).
+    /// Admin keys, as in earlier versions (repeat, or comma-separated in HIVESTREAM_API_KEYS).
     #[arg(
         long = "api-key",
         env = "HIVESTREAM_API_KEYS",
@@ -47,6 +47,29 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     api_keys: Option<Vec<String>>,
+    /// Admin keys: every route (repeat, or comma-separated in HIVESTREAM_ADMIN_KEYS).
+    #[arg(
+        long = "admin-key",
+        env = "HIVESTREAM_ADMIN_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    admin_keys: Option<Vec<String>>,
+    /// Ingest keys, may be public: events, batch, identify, new user only (repeat, or comma-separated).
+    #[arg(
+        long = "ingest-key",
+        env = "HIVESTREAM_INGEST_KEYS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    ingest_keys: Option<Vec<String>>,
+    /// Browser origins allowed to use the ingest keys, e.g. https://news.example or https://*.news.example.
+    #[arg(
+        long = "allowed-origin",
+        env = "HIVESTREAM_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    allowed_origins: Option<Vec<String>>,
     /// This writer's id in file names, [A-Za-z0-9_]{1,64} (default: generated once, kept in the data dir).
     #[arg(long, env = "HIVESTREAM_WORKER_ID")]
     worker_id: Option<String>,
@@ -113,6 +136,9 @@ impl ServeArgs {
             session_token: self.session_token,
             profile: self.profile,
             api_keys: self.api_keys,
+            admin_keys: self.admin_keys,
+            ingest_keys: self.ingest_keys,
+            allowed_origins: self.allowed_origins,
             worker_id: self.worker_id,
             flush_interval: self.flush_interval,
             max_file_bytes: self.max_file_bytes,

@@ -3,6 +3,7 @@
 //! and every failure answered with the contract's error envelope
 //! ([`api_error`]).
 
+pub mod access;
 pub mod api_error;
 pub mod backend;
 pub mod event;

@@ -304,7 +304,7 @@ pub fn transport_cases(max_body: usize) -> Vec<Case> {
             1400,
         ),
         case(
-            "text/plain",
+            "text/html",
             "/v2.0/events",
             event_json(1).into_bytes(),
             415,
@@ -328,7 +328,7 @@ pub fn transport_cases(max_body: usize) -> Vec<Case> {
     cases[1].headers.push(("content-encoding", "gzip".into()));
     cases[2].headers.push(("content-encoding", "gzip".into()));
     cases[3].headers.push(("content-encoding", "br".into()));
-    cases[4].headers = vec![("content-type", "text/plain".into())];
+    cases[4].headers = vec![("content-type", "text/html".into())];
     cases[5].headers = vec![("content-type", NDJSON.1.into())];
     cases[6].headers = vec![("content-type", "application/x-www-form-urlencoded".into())];
     cases

@@ -36,7 +36,10 @@ fn too_large(limit: usize, what: &str) -> ApiError {
     )
 }
 
-/// The media type, from `Content-Type` (absent means JSON).
+/// The media type, from `Content-Type` (absent means JSON). `text/plain`,
+/// what `navigator.sendBeacon` and CORS-simple requests send, is JSON, or
+/// NDJSON where NDJSON is accepted and the body is not an array (decided
+/// by [`beacon_media`] once the body is read).
 pub fn media_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<MediaType, ApiError> {
     let Some(ct) = headers.get(header::CONTENT_TYPE) else {
         return Ok(MediaType::Json);
@@ -50,15 +53,15 @@ pub fn media_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<MediaType, 
         .trim()
         .to_ascii_lowercase();
     match ct.as_str() {
-        "application/json" | "text/json" => Ok(MediaType::Json),
+        "application/json" | "text/json" | "text/plain" => Ok(MediaType::Json),
         "application/x-ndjson" | "application/jsonl" | "application/ndjson" if allow_ndjson => {
             Ok(MediaType::Ndjson)
         }
         _ => {
             let accepted = if allow_ndjson {
-                "application/json or application/x-ndjson"
+                "application/json, application/x-ndjson or text/plain"
             } else {
-                "application/json"
+                "application/json or text/plain"
             };
             Err(ApiError::new(
                 ErrorKind::UnsupportedMediaType,
@@ -66,6 +69,26 @@ pub fn media_type(headers: &HeaderMap, allow_ndjson: bool) -> Result<MediaType, 
                 format!("content-type: {ct:?} is not accepted; send {accepted}"),
             ))
         }
+    }
+}
+
+/// Whether the request came as `text/plain` (a beacon).
+pub fn is_text_plain(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim().eq_ignore_ascii_case("text/plain"))
+        })
+}
+
+/// The framing of a `text/plain` batch body: a JSON array, else NDJSON.
+pub fn beacon_media(body: &[u8]) -> MediaType {
+    match body.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => MediaType::Json,
+        _ => MediaType::Ndjson,
     }
 }
 
@@ -236,7 +259,16 @@ mod tests {
             media_type(&h, false).unwrap_err().kind,
             ErrorKind::UnsupportedMediaType
         );
-        h.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
+        // What sendBeacon sends: JSON, or NDJSON when not an array.
+        h.insert(
+            header::CONTENT_TYPE,
+            "text/plain;charset=UTF-8".parse().unwrap(),
+        );
+        assert_eq!(media_type(&h, false).unwrap(), MediaType::Json);
+        assert!(is_text_plain(&h));
+        assert_eq!(beacon_media(b"  [{}]"), MediaType::Json);
+        assert_eq!(beacon_media(b"{}\n{}"), MediaType::Ndjson);
+        h.insert(header::CONTENT_TYPE, "text/html".parse().unwrap());
         assert_eq!(
             media_type(&h, true).unwrap_err().kind,
             ErrorKind::UnsupportedMediaType

@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::value::RawValue;
 use uuid::Uuid;
 
-use super::body::{media_type, read_body, MediaType};
+use super::body::{beacon_media, is_text_plain, media_type, read_body, MediaType};
 use super::AppState;
 use crate::clock::now_ms;
 use crate::collect::api_error::{ApiError, ErrorBody, ErrorKind};
@@ -166,8 +166,11 @@ pub async fn batch(State(st): State<Arc<AppState>>, headers: HeaderMap, body: Bo
 }
 
 async fn batch_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>, ApiError> {
-    let media = media_type(headers, true)?;
+    let mut media = media_type(headers, true)?;
     let body = read_body(headers, body, &st.bodies).await?;
+    if is_text_plain(headers) {
+        media = beacon_media(&body);
+    }
     let items = split_items(&body, media)?;
     if items.is_empty() {
         return Err(ApiError::new(

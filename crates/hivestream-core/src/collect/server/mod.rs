@@ -5,6 +5,7 @@
 mod body;
 mod cohorts;
 mod events;
+pub mod guard;
 mod identity;
 
 use std::sync::Arc;
@@ -18,16 +19,16 @@ use axum::Router;
 
 pub use body::BodyLimits;
 
+use crate::collect::access::Access;
 use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::collect::backend::{CohortApi, Ingest};
-use crate::config::Secret;
 use crate::metrics::METRICS;
 
 /// What handlers share.
 pub struct AppState {
     pub ingest: Arc<dyn Ingest>,
     pub cohorts: Arc<dyn CohortApi>,
-    pub api_keys: Vec<Secret>,
+    pub access: Access,
     pub bodies: BodyLimits,
     pub max_batch_items: usize,
 }
@@ -65,7 +66,7 @@ impl IntoResponse for ApiError {
 
 /// Builds the axum router.
 pub fn app(state: Arc<AppState>) -> Router {
-    let api = Router::new()
+    Router::new()
         .route("/v2.0/events", post(events::create))
         .route("/v2.0/events/batch", post(events::batch))
         .route("/v2.0/users", post(identity::new_user))
@@ -78,17 +79,15 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .patch(cohorts::patch)
                 .delete(cohorts::delete),
         )
-        .route_layer(middleware::from_fn_with_state(
-            Arc::clone(&state),
-            require_key,
-        ));
-    Router::new()
-        .merge(api)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            Arc::clone(&state),
+            guard::guard,
+        ))
         .layer(middleware::from_fn(count_requests))
         .with_state(state)
 }
@@ -105,74 +104,6 @@ pub fn ops_app() -> Router {
 
 async fn count_requests(req: Request, next: Next) -> Response {
     METRICS.http_requests.inc();
-    next.run(req).await
-}
-
-/// Compares without an early exit, so timing does not reveal a key prefix.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The API key from `x-api-key` or the `k` query parameter.
-fn presented_key(req: &Request) -> Option<String> {
-    if let Some(v) = req.headers().get("x-api-key") {
-        return v.to_str().ok().map(str::to_string);
-    }
-    let query = req.uri().query()?;
-    form_urlencoded_pairs(query)
-        .find(|(k, _)| k == "k")
-        .map(|(_, v)| v)
-}
-
-fn form_urlencoded_pairs(query: &str) -> impl Iterator<Item = (String, String)> + '_ {
-    query.split('&').filter_map(|pair| {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        Some((percent_decode(k)?, percent_decode(v)?))
-    })
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
-}
-
-async fn require_key(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
-    if st.api_keys.is_empty() {
-        return next.run(req).await;
-    }
-    let ok = presented_key(&req).is_some_and(|k| {
-        st.api_keys
-            .iter()
-            .any(|s| constant_time_eq(s.0.as_bytes(), k.as_bytes()))
-    });
-    if !ok {
-        let cause = "x-api-key header or k query parameter: missing or not a valid key";
-        return ApiError::new(
-            ErrorKind::Unauthorized,
-            "a valid API key is required",
-            cause,
-        )
-        .into_response();
-    }
     next.run(req).await
 }
 
@@ -222,21 +153,4 @@ async fn method_not_allowed() -> ApiError {
         "method not allowed",
         "method: this route does not accept it",
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_compare_and_query_decoding() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
-        let pairs: Vec<_> = form_urlencoded_pairs("x=1&k=a%2Bb+c&bad=%zz").collect();
-        assert_eq!(
-            pairs,
-            vec![("x".into(), "1".into()), ("k".into(), "a+b c".into())]
-        );
-    }
 }
