@@ -13,7 +13,7 @@
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
 use hivestream_core::collect::backend::{AliasEntry, Ingest, NotReady};
-use hivestream_core::log::ingest::{Batch, CommitError, Resolved};
+use hivestream_core::log::ingest::{Batch, CommitError, Committed};
 use hivestream_core::log::record::Record;
 use hivestream_core::state::identity::link_of;
 use uuid::Uuid;
@@ -37,7 +37,7 @@ impl ClusterIngest {
         }
     }
 
-    async fn identify(&self, id: String, batch: &Batch) -> Result<Resolved, CommitError> {
+    async fn identify(&self, id: String, batch: &Batch) -> Result<Committed, CommitError> {
         let mut time_ms = 0;
         let mut links = Vec::with_capacity(batch.len());
         for p in batch.payloads() {
@@ -51,10 +51,10 @@ impl ClusterIngest {
             .ask(&req)
             .await
             .map_err(CommitError::Identity)?;
-        Ok(Vec::new())
+        Ok(Committed::default())
     }
 
-    async fn resolve(&self, id: String, batch: &mut Batch) -> Result<Resolved, CommitError> {
+    async fn resolve(&self, id: String, batch: &mut Batch) -> Result<Vec<Uuid>, CommitError> {
         let req = Request::Resolve {
             id,
             items: batch.pending_aliases(),
@@ -78,7 +78,7 @@ impl ClusterIngest {
 
 #[async_trait]
 impl Ingest for ClusterIngest {
-    async fn append(&self, mut batch: Batch) -> Result<Resolved, CommitError> {
+    async fn append(&self, mut batch: Batch) -> Result<Committed, CommitError> {
         let id = Uuid::new_v4().to_string();
         if batch.has_links() {
             return self.identify(id, &batch).await;
@@ -103,7 +103,10 @@ impl Ingest for ClusterIngest {
             .message_id(&id);
         let timeout = self.cluster.settings.publish_timeout;
         match publish(&self.cluster.js, &subject, msg, timeout).await {
-            Ok(_) => Ok(users),
+            Ok(_) => Ok(Committed {
+                users,
+                duplicates: Vec::new(),
+            }),
             Err(PublishFailure::Full(e)) => Err(CommitError::LogFull(e)),
             Err(e) => Err(CommitError::LogUnavailable(e.to_string())),
         }

@@ -264,7 +264,7 @@ impl Leading {
     }
 
     fn apply(&mut self, links: &[Link], seq: u64) -> Result<(), String> {
-        tokio::task::block_in_place(|| self.index.apply(links, pack_pos(seq + 1, 0)))
+        tokio::task::block_in_place(|| self.index.apply(links, &[], pack_pos(seq + 1, 0)))
             .map_err(|e| e.to_string())?;
         self.last_seq = seq;
         Ok(())

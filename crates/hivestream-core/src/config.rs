@@ -12,6 +12,7 @@ use thiserror::Error;
 
 use crate::collect::access::{ApiKey, OriginPattern, Scope};
 use crate::route::keys::{normalize_prefix, KeyError, WorkerId};
+use crate::state::dedup::DedupLimits;
 
 /// Every setting, each optional; see README "Configuration".
 /// Not `Debug`: it holds secrets in the clear.
@@ -91,6 +92,14 @@ pub struct RawConfig {
     /// this, so the router can always drain. Default 5% of the disk, 16 MiB
     /// to 1 GiB; 0 turns the check off.
     pub min_free_bytes: Option<u64>,
+    /// How long a client-given `event_id` is remembered: a retried event
+    /// with an id acknowledged within this window is answered with its
+    /// stored result and not written again, e.g. `24h`. Default `24h`.
+    pub dedup_window: Option<String>,
+    /// Most client event ids remembered; beyond it the oldest are forgotten
+    /// first (the window is then shorter). About 100 bytes of disk each.
+    /// Default 10,000,000.
+    pub dedup_max_ids: Option<u64>,
     /// Cluster mode (`collect`, `route`, `node`): NATS server URLs,
     /// comma-separated, e.g. `nats://10.0.0.1:4222,nats://10.0.0.2:4222`.
     pub nats: Option<String>,
@@ -184,6 +193,8 @@ impl RawConfig {
         segment_snapshot_interval,
         index_cache_bytes,
         min_free_bytes,
+        dedup_window,
+        dedup_max_ids,
         nats,
         cluster_name,
         partitions,
@@ -250,6 +261,7 @@ pub struct Config {
     pub index_cache_bytes: usize,
     /// `None`: the default reserve for the data disk's size.
     pub min_free_bytes: Option<u64>,
+    pub dedup: DedupLimits,
     pub cluster: ClusterSettings,
 }
 
@@ -481,6 +493,20 @@ impl RawConfig {
                 64 << 30,
             )?,
             min_free_bytes: self.min_free_bytes,
+            dedup: DedupLimits {
+                window_ms: parse_duration(
+                    "dedup_window",
+                    self.dedup_window.as_deref().unwrap_or("24h"),
+                )?
+                .as_millis()
+                .min(i64::MAX as u128) as i64,
+                max_ids: bounded(
+                    "dedup_max_ids",
+                    self.dedup_max_ids.unwrap_or(10_000_000),
+                    1,
+                    u64::MAX,
+                )?,
+            },
             cluster: cluster_settings(
                 (self.nats, self.cluster_name),
                 self.partitions,

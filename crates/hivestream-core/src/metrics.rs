@@ -69,6 +69,7 @@ metrics! {
     http_unavailable: Counter = "hivestream_http_unavailable_total", "Responses with status 503 (backlog full or disk write failed).";
     http_server_errors: Counter = "hivestream_http_server_errors_total", "Responses with status 500.";
     events_accepted: Counter = "hivestream_events_accepted_total", "Events made durable and acknowledged.";
+    events_deduplicated: Counter = "hivestream_events_deduplicated_total", "Events whose client-given event_id was acknowledged before: answered with the stored result, not written again (also counted as accepted).";
     events_rejected: Counter = "hivestream_events_rejected_total", "Events rejected by validation.";
     wal_commits: Counter = "hivestream_wal_commits_total", "Group commits (one fsync each).";
     wal_records: Counter = "hivestream_wal_records_total", "Records committed to the WAL.";
@@ -128,7 +129,7 @@ mod tests {
         assert!(text.contains("# TYPE hivestream_files_sealed_total counter"));
         assert!(text.contains("# TYPE hivestream_wal_bytes gauge"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 31);
+        assert_eq!(samples, 32);
         refresh_process_gauges();
         assert!(METRICS.peak_rss_bytes.get() >= METRICS.rss_bytes.get());
         assert!(METRICS.rss_bytes.get() > 0);

@@ -133,7 +133,8 @@ pub async fn serve(
         );
     }
     let db = IndexDb::open(&cfg.data_dir.join("index.redb"), cfg.index_cache_bytes)?;
-    let identity = IdentityIndex::open(Arc::clone(&db), wal.dir(), wal.end_lsn())?;
+    let mut identity = IdentityIndex::open(Arc::clone(&db), wal.dir(), wal.end_lsn())?;
+    identity.set_dedup_limits(cfg.dedup);
     let shared = Arc::new(Shared::default());
     let (appender, committer) = spawn_committer(wal, identity, Arc::clone(&shared), limits);
     let (upload_tx, upload_rx) = tokio::sync::mpsc::unbounded_channel();

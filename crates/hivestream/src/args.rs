@@ -112,6 +112,12 @@ pub struct ServeArgs {
     /// Free space to keep on the data disk (default 5% of it, 16 MiB-1 GiB).
     #[arg(long, env = "HIVESTREAM_MIN_FREE_BYTES")]
     min_free_bytes: Option<u64>,
+    /// How long a client-given event_id is remembered for deduplicated retries (default 24h).
+    #[arg(long, env = "HIVESTREAM_DEDUP_WINDOW")]
+    dedup_window: Option<String>,
+    /// Most client event ids remembered; the oldest go first (default 10000000).
+    #[arg(long, env = "HIVESTREAM_DEDUP_MAX_IDS")]
+    dedup_max_ids: Option<u64>,
 }
 
 impl ServeArgs {
@@ -153,6 +159,8 @@ impl ServeArgs {
             segment_snapshot_interval: self.segment_snapshot_interval,
             index_cache_bytes: self.index_cache_bytes,
             min_free_bytes: self.min_free_bytes,
+            dedup_window: self.dedup_window,
+            dedup_max_ids: self.dedup_max_ids,
             ..RawConfig::default()
         };
         Ok(file.overlay(flags))

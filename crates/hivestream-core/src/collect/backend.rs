@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::log::ingest::{Appender, Batch, CommitError, Resolved};
+use crate::log::ingest::{Appender, Batch, CommitError, Committed};
 use crate::shared::Shared;
 use crate::state::cohorts::{Cohort, CohortError, CohortInput, CohortStore};
 use crate::state::identity::aliases_of;
@@ -29,8 +29,9 @@ pub type NotReady = (&'static str, &'static str);
 #[async_trait]
 pub trait Ingest: Send + Sync + 'static {
     /// Makes `batch` durable, all of it or nothing; resolves once it is,
-    /// with the users chosen for its alias-only events in push order.
-    async fn append(&self, batch: Batch) -> Result<Resolved, CommitError>;
+    /// with the users chosen for its alias-only events in push order and
+    /// the retries of acknowledged events it did not write again.
+    async fn append(&self, batch: Batch) -> Result<Committed, CommitError>;
 
     /// Every alias linked to `user`, as of every acknowledged identify.
     async fn aliases_of(&self, user: Uuid) -> Result<Vec<AliasEntry>, String>;
@@ -61,7 +62,7 @@ pub struct LocalIngest {
 
 #[async_trait]
 impl Ingest for LocalIngest {
-    async fn append(&self, batch: Batch) -> Result<Resolved, CommitError> {
+    async fn append(&self, batch: Batch) -> Result<Committed, CommitError> {
         self.appender.append(batch).await
     }
 

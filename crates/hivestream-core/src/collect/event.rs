@@ -42,6 +42,8 @@ pub const MAX_DEPTH: usize = 64;
 #[serde(deny_unknown_fields)]
 struct RawEvent<'a> {
     #[serde(borrow)]
+    event_id: Option<&'a RawValue>,
+    #[serde(borrow)]
     name: Option<&'a RawValue>,
     #[serde(borrow)]
     user_id: Option<&'a RawValue>,
@@ -79,6 +81,8 @@ pub enum UserRef {
 /// A validated event, borrowing `properties` from the request body.
 #[derive(Debug)]
 pub struct ValidEvent<'a> {
+    /// The client's id for the event (for deduplicated retries), if given.
+    pub event_id: Option<Uuid>,
     pub name: String,
     pub user: UserRef,
     pub session_id: Option<Uuid>,
@@ -107,6 +111,10 @@ pub fn parse_event(body: &[u8]) -> Result<ValidEvent<'_>, ApiError> {
         (None, None) => return Err(ApiError::field("user_id", "required (or give `aliases`)")),
     };
     Ok(ValidEvent {
+        event_id: raw
+            .event_id
+            .map(|r| parse_uuid(r, "event_id"))
+            .transpose()?,
         name,
         user,
         session_id: raw
@@ -331,6 +339,18 @@ impl ValidEvent<'_> {
         out.push(b'}');
         user_offset
     }
+}
+
+/// The `event_id` and `user_id` of a stored `events` line (read back from
+/// the log): both sit at fixed places, `event_id` first and `user_id` after
+/// a name that needs no escaping.
+pub fn line_ids(line: &[u8]) -> Option<(Uuid, Uuid)> {
+    const ID_AT: usize = b"{\"event_id\":\"".len();
+    let id = std::str::from_utf8(line.get(ID_AT..ID_AT + 36)?).ok()?;
+    let key = b"\"user_id\":\"";
+    let at = memchr::memmem::find(line, key)? + key.len();
+    let user = std::str::from_utf8(line.get(at..at + 36)?).ok()?;
+    Some((Uuid::try_parse(id).ok()?, Uuid::try_parse(user).ok()?))
 }
 
 #[cfg(test)]

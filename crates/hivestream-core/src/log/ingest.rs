@@ -28,9 +28,11 @@ use uuid::Uuid;
 
 use crate::log::batch::sync_payload;
 pub use crate::log::batch::Batch;
+use crate::log::retries::{resolve_priors, Retries};
 use crate::metrics::METRICS;
 use crate::route::upload::Backoff;
 use crate::shared::Shared;
+use crate::state::dedup::Stored;
 use crate::state::identity::{link_of, IdentityIndex, Link, Resolver};
 
 /// Most bytes taken into one group commit.
@@ -60,12 +62,30 @@ pub enum CommitError {
     TooLarge(String),
 }
 
-/// The users resolved for a batch's alias-only events, in push order.
-pub type Resolved = Vec<Uuid>;
+/// What a commit decided for a batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Committed {
+    /// The users of its alias-only events, in push order (for a retried
+    /// event, the user stored the first time).
+    pub users: Vec<Uuid>,
+    /// Items that were retries of acknowledged events, not written again,
+    /// with what was stored the first time.
+    pub duplicates: Vec<(usize, Stored)>,
+}
+
+impl Committed {
+    /// What was stored for `item` the first time, if it was a retry.
+    pub fn duplicate(&self, item: usize) -> Option<Stored> {
+        self.duplicates
+            .iter()
+            .find(|(i, _)| *i == item)
+            .map(|(_, s)| *s)
+    }
+}
 
 struct Request {
     batch: Batch,
-    reply: oneshot::Sender<Result<Resolved, CommitError>>,
+    reply: oneshot::Sender<Result<Committed, CommitError>>,
 }
 
 /// The handlers' side: cheap to clone.
@@ -76,8 +96,8 @@ pub struct Appender {
 
 impl Appender {
     /// Makes `batch` durable; resolves once it is synced, with the user ids
-    /// chosen for its alias-only events.
-    pub async fn append(&self, batch: Batch) -> Result<Resolved, CommitError> {
+    /// chosen for its alias-only events and the retries it skipped.
+    pub async fn append(&self, batch: Batch) -> Result<Committed, CommitError> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Request { batch, reply })
@@ -113,6 +133,7 @@ pub fn spawn_committer(
         limits,
         free: u64::MAX,
         resolver: Resolver::default(),
+        retries: Retries::default(),
         index_behind: false,
         recovery: Pacer::new(),
     };
@@ -134,6 +155,8 @@ struct Committer {
     /// lowered by each batch staged since.
     free: u64,
     resolver: Resolver,
+    /// Client event ids written in the current group.
+    retries: Retries,
     /// The last index update failed: replay the WAL into it before resolving.
     index_behind: bool,
     /// Paces recovery attempts while the index keeps failing (a full disk):
@@ -213,14 +236,16 @@ impl Committer {
         // plain events go to the WAL while it recovers.
         let index = self.catch_up_index();
         self.resolver.clear();
+        self.retries.clear();
         let mut links = Vec::new();
+        let mut ids = Vec::new();
         let mut staged = Vec::with_capacity(group.len());
         for req in group {
             if let (Err(e), true) = (&index, req.batch.needs_index()) {
                 let _ = req.reply.send(Err(e.clone()));
                 continue;
             }
-            match self.stage(req.batch, &mut links) {
+            match self.stage(req.batch, &mut links, &mut ids) {
                 Ok((users, records)) => staged.push((req.reply, users, records)),
                 Err(e) => drop(req.reply.send(Err(e))),
             }
@@ -233,7 +258,10 @@ impl Committer {
             .commit()
             .map_err(|e| CommitError::Io(e.to_string()));
         match &result {
-            Ok(end) => self.committed(*end, &links, bytes, staged.iter().map(|s| s.2).sum()),
+            Ok(end) => {
+                let records = staged.iter().map(|s| s.2).sum();
+                self.committed(*end, (&links, &ids), bytes, records);
+            }
             Err(e) => {
                 METRICS.wal_commit_errors.inc();
                 tracing::error!(error = %e, "WAL commit failed; answering 503");
@@ -244,7 +272,13 @@ impl Committer {
         }
     }
 
-    fn committed(&mut self, end: u64, links: &[Link], bytes: usize, records: u64) {
+    fn committed(
+        &mut self,
+        end: u64,
+        (links, ids): (&[Link], &[(Uuid, Stored)]),
+        bytes: usize,
+        records: u64,
+    ) {
         crate::failpoint::hit("commit.after_sync");
         self.shared.committed.store(end, Ordering::Release);
         self.shared.router_wake.notify();
@@ -258,7 +292,7 @@ impl Committer {
             self.index_behind = true;
             return;
         }
-        if let Err(e) = self.identity.apply(links, end) {
+        if let Err(e) = self.identity.apply(links, ids, end) {
             tracing::error!(error = %e, "identity index update failed; replaying from the WAL before the next group");
             self.index_behind = true;
         }
@@ -293,7 +327,8 @@ impl Committer {
         &mut self,
         mut batch: Batch,
         links: &mut Vec<Link>,
-    ) -> Result<(Resolved, u64), CommitError> {
+        ids: &mut Vec<(Uuid, Stored)>,
+    ) -> Result<(Committed, u64), CommitError> {
         let backlog = self.backlog() + self.wal.staged_bytes() as u64;
         if backlog + batch.bytes() as u64 > self.limits.max_backlog_bytes {
             self.shared.backlog_full.store(true, Ordering::Release);
@@ -316,7 +351,21 @@ impl Committer {
                 bad.len()
             )));
         }
-        let (users, syncs) = self.resolve_users(&mut batch)?;
+        let retried = self
+            .retries
+            .check(&self.identity, &mut batch)
+            .map_err(|e| {
+                self.index_behind = true;
+                CommitError::Identity(e.to_string())
+            })?;
+        let pending = batch.pending_items();
+        let (live_users, syncs) = self.resolve_users(&mut batch)?;
+        ids.extend(self.retries.note(&batch));
+        let duplicates = resolve_priors(&batch, &retried);
+        let committed = Committed {
+            users: merge_users(&pending, live_users, &duplicates),
+            duplicates,
+        };
         let mut records = 0;
         for payload in syncs.iter().map(Vec::as_slice).chain(batch.payloads()) {
             if let Some(link) = link_of(payload) {
@@ -326,7 +375,7 @@ impl Committer {
             self.wal.append(payload).expect("sizes checked above");
             records += 1;
         }
-        Ok((users, records))
+        Ok((committed, records))
     }
 
     /// Picks a user for each alias-only event, patches it into the line,
@@ -334,7 +383,7 @@ impl Committer {
     fn resolve_users(
         &mut self,
         batch: &mut Batch,
-    ) -> Result<(Resolved, Vec<Vec<u8>>), CommitError> {
+    ) -> Result<(Vec<Uuid>, Vec<Vec<u8>>), CommitError> {
         let mut users = Vec::with_capacity(batch.pending_len());
         let mut syncs = Vec::new();
         for (aliases, time_ms) in batch.pending_aliases() {
@@ -399,4 +448,17 @@ impl Committer {
             self.shared.disk_low.store(false, Ordering::Release);
         }
     }
+}
+
+/// The user of every alias-only event in push order: decided now for the
+/// events written, stored before for the retries.
+fn merge_users(pending: &[usize], live: Vec<Uuid>, duplicates: &[(usize, Stored)]) -> Vec<Uuid> {
+    let mut live = live.into_iter();
+    pending
+        .iter()
+        .filter_map(|item| match duplicates.iter().find(|(i, _)| i == item) {
+            Some((_, s)) => Some(s.user),
+            None => live.next(),
+        })
+        .collect()
 }

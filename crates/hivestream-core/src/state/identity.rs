@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::collect::event::Alias;
 use crate::log::record::{DataType, Record};
+use crate::state::dedup::{self, DedupLimits, Stored};
 use crate::state::index_db::IndexDb;
 
 /// `(tag, id)` → `(user uuid, priority)`.
@@ -54,7 +55,8 @@ db_err!(
     redb::TableError,
     redb::StorageError,
     redb::CommitError,
-    redb::SetDurabilityError
+    redb::SetDurabilityError,
+    redb::Error
 );
 
 /// One `sync_aliases` line, as the index reads it back.
@@ -88,6 +90,8 @@ pub struct IdentityIndex {
     /// Durable up to here: the WAL must keep everything from this LSN.
     durable: Lsn,
     durable_at: Instant,
+    /// How long and how many client event ids are remembered.
+    dedup: DedupLimits,
 }
 
 impl IdentityIndex {
@@ -100,6 +104,7 @@ impl IdentityIndex {
             applied: 0,
             durable: 0,
             durable_at: Instant::now(),
+            dedup: DedupLimits::default(),
         };
         index.reload(end)?;
         Ok(index)
@@ -115,9 +120,22 @@ impl IdentityIndex {
             applied: 0,
             durable: 0,
             durable_at: Instant::now(),
+            dedup: DedupLimits::default(),
         };
         index.reload(0)?;
         Ok(index)
+    }
+
+    /// Sets the dedup window and cap (pruned at each durable commit).
+    pub fn set_dedup_limits(&mut self, limits: DedupLimits) {
+        self.dedup = limits;
+    }
+
+    /// What was stored for each client event id, if it is remembered.
+    pub fn seen(&self, ids: &[Uuid]) -> Result<Vec<Option<Stored>>, IdentityError> {
+        let (_, db) = self.db.handle()?;
+        let txn = db.begin_read()?;
+        Ok(dedup::lookup(&txn, ids)?)
     }
 
     /// Position up to which links are applied (exclusive).
@@ -132,6 +150,7 @@ impl IdentityIndex {
         let txn = db.begin_write()?;
         txn.open_table(ALIASES)?;
         txn.open_table(USER_ALIASES)?;
+        dedup::create(&txn)?;
         let applied = txn
             .open_table(META)?
             .get("applied_lsn")?
@@ -180,29 +199,38 @@ impl IdentityIndex {
         };
         let mut reader = WalReader::open(wal_dir, self.applied)?;
         let mut links = Vec::new();
+        let mut ids = Vec::new();
         while let Some((_, payload)) = reader.next(end)? {
             if let Some(link) = link_of(payload) {
                 links.push(link);
+            } else if let Some(id) = event_ids(payload) {
+                ids.push(id);
             }
         }
-        self.apply(&links, end)
+        self.apply(&links, &ids, end)
     }
 
-    /// Applies links committed to the WAL up to `end` (non-durably, unless a
-    /// durable commit is due). A group without links costs no transaction:
-    /// replaying the WAL over it would find nothing to change either.
-    pub fn apply(&mut self, links: &[Link], end: Lsn) -> Result<(), IdentityError> {
+    /// Applies links and client event ids committed to the WAL up to `end`
+    /// (non-durably, unless a durable commit is due). A group with neither
+    /// costs no transaction: replaying the WAL over it would find nothing
+    /// to change either.
+    pub fn apply(
+        &mut self,
+        links: &[Link],
+        ids: &[(Uuid, Stored)],
+        end: Lsn,
+    ) -> Result<(), IdentityError> {
         let durable = self.durable_at.elapsed() >= DURABLE_EVERY;
-        if links.is_empty() && !durable {
+        if links.is_empty() && ids.is_empty() && !durable {
             self.applied = self.applied.max(end);
             return Ok(());
         }
-        self.commit_links(links, end, durable)
+        self.commit_links(Changes { links, ids }, end, durable)
     }
 
     fn commit_links(
         &mut self,
-        links: &[Link],
+        changes: Changes<'_>,
         end: Lsn,
         durable: bool,
     ) -> Result<(), IdentityError> {
@@ -210,7 +238,8 @@ impl IdentityIndex {
         if generation != self.generation {
             return Err(IdentityError::Db("the index was reopened".into()));
         }
-        write_links(&db, links, end, durable)?;
+        let prune = durable.then_some(self.dedup);
+        write_links(&db, changes, end, durable, prune)?;
         self.applied = end;
         if durable {
             crate::failpoint::hit("identity.after_durable");
@@ -225,7 +254,11 @@ impl IdentityIndex {
         if self.durable == self.applied {
             return Ok(());
         }
-        self.commit_links(&[], self.applied, true)
+        let none = Changes {
+            links: &[],
+            ids: &[],
+        };
+        self.commit_links(none, self.applied, true)
     }
 
     /// Whether a durable commit is due (called when idle).
@@ -251,13 +284,39 @@ impl IdentityIndex {
     }
 }
 
-/// One transaction: every link, the reverse map, and `applied_lsn`.
+/// What one commit applies.
+struct Changes<'a> {
+    links: &'a [Link],
+    ids: &'a [(Uuid, Stored)],
+}
+
+/// The `(event_id, stored result)` of an events record read back from the
+/// WAL.
+fn event_ids(payload: &[u8]) -> Option<(Uuid, Stored)> {
+    let rec = Record::decode(payload).ok()?;
+    if rec.data_type != DataType::Events {
+        return None;
+    }
+    let (id, user) = crate::collect::event::line_ids(rec.line)?;
+    Some((
+        id,
+        Stored {
+            time_ms: rec.time_ms,
+            user,
+        },
+    ))
+}
+
+/// One transaction: every link, the reverse map, the client event ids
+/// (forgetting expired ones when `prune` is given), and `applied_lsn`.
 fn write_links(
     db: &Database,
-    links: &[Link],
+    changes: Changes<'_>,
     end: Lsn,
     durable: bool,
+    prune: Option<DedupLimits>,
 ) -> Result<(), IdentityError> {
+    let links = changes.links;
     let mut txn = db.begin_write()?;
     txn.set_durability(if durable {
         Durability::Immediate
@@ -282,6 +341,11 @@ fn write_links(
             )?;
         }
         txn.open_table(META)?.insert("applied_lsn", end)?;
+    }
+    let now = crate::clock::now_ms();
+    dedup::insert(&txn, changes.ids, now)?;
+    if let Some(limits) = prune {
+        dedup::prune(&txn, limits, now)?;
     }
     txn.commit()?;
     Ok(())

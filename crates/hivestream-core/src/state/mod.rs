@@ -4,6 +4,7 @@
 //! leases that give a job one doer at a time ([`lease`]).
 
 pub mod cohorts;
+pub mod dedup;
 pub mod identity;
 pub mod index_db;
 pub mod lease;

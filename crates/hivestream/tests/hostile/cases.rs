@@ -252,10 +252,10 @@ pub fn event_cases() -> Vec<Case> {
         ev(&deep, 400, 1000, "properties 70 levels deep"),
         ev(&big_props, 413, 1300, "properties over 950 KiB"),
         ev(
-            &event_with("event_id", &format!("\"{SID}\"")),
+            &event_with("event_id", "\"not-a-uuid\""),
             400,
             1000,
-            "client sets event_id",
+            "client event_id that is not a UUID",
         ),
         ev(
             &event_with("time", "\"2020-01-01T00:00:00Z\""),

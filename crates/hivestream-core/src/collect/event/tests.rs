@@ -296,3 +296,29 @@ fn lone_surrogates_are_rejected_pairs_are_kept() {
         );
     }
 }
+
+#[test]
+fn client_event_ids_are_kept_and_read_back_from_lines() {
+    let id = "5f0c1f5e-0a4b-4b7b-9a4e-1234567890ab";
+    let body = format!(r#"{{"event_id":"{id}","name":"Click_2","user_id":"{UID}"}}"#);
+    let ev = ok(&body);
+    assert_eq!(ev.event_id, Some(Uuid::try_parse(id).unwrap()));
+    let mut line = Vec::new();
+    ev.write_line(
+        &ev.event_id.unwrap(),
+        5,
+        &Uuid::try_parse(UID).unwrap(),
+        &mut line,
+    );
+    assert_eq!(
+        line_ids(&line),
+        Some((Uuid::try_parse(id).unwrap(), Uuid::try_parse(UID).unwrap()))
+    );
+    let null_id = format!(r#"{{"event_id":null,"name":"a","user_id":"{UID}"}}"#);
+    assert!(ok(&null_id).event_id.is_none());
+    assert!(
+        parse_event(format!(r#"{{"event_id":"x","name":"a","user_id":"{UID}"}}"#).as_bytes())
+            .is_err()
+    );
+    assert_eq!(line_ids(b"{\"event_id\":\"short"), None);
+}

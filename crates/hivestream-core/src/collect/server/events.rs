@@ -55,7 +55,8 @@ pub fn commit_error(e: CommitError) -> ApiError {
 }
 
 /// Encodes a valid event into its stored line and adds it to `batch`; an
-/// alias-only event gets its user from the committer. Returns the event id
+/// alias-only event gets its user from the committer, and an event with
+/// the client's own id is checked for being a retry. Returns the event id
 /// and where the user id sits in `line`.
 fn encode(
     ev: ValidEvent<'_>,
@@ -63,7 +64,8 @@ fn encode(
     line: &mut Vec<u8>,
     batch: &mut Batch,
 ) -> (Uuid, usize) {
-    let event_id = Uuid::new_v4();
+    let client_id = ev.event_id;
+    let event_id = client_id.unwrap_or_else(Uuid::new_v4);
     line.clear();
     let user = match &ev.user {
         UserRef::Id(id) => *id,
@@ -78,6 +80,9 @@ fn encode(
     match ev.user {
         UserRef::Id(_) => batch.push(&rec),
         UserRef::Aliases(aliases) => batch.push_resolving(&rec, user_offset, aliases),
+    }
+    if let Some(id) = client_id {
+        batch.mark_client_id(id);
     }
     (event_id, user_offset)
 }
@@ -109,9 +114,18 @@ async fn create_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<
     let time_ms = now_ms();
     let mut line = Vec::with_capacity(body.len() + 160);
     let mut batch = Batch::default();
-    let (_, user_offset) = encode(ev, time_ms, &mut line, &mut batch);
-    let resolved = st.ingest.append(batch).await.map_err(commit_error)?;
-    if let Some(user) = resolved.first() {
+    let (event_id, user_offset) = encode(ev, time_ms, &mut line, &mut batch);
+    let committed = st.ingest.append(batch).await.map_err(commit_error)?;
+    if let Some(first) = committed.duplicate(0) {
+        // A retry: answer with the event as stored the first time.
+        let ev = parse_event(&body)?;
+        line.clear();
+        ev.write_line(&event_id, first.time_ms, &first.user, &mut line);
+        METRICS.events_deduplicated.inc();
+        METRICS.events_accepted.inc();
+        return Ok(line);
+    }
+    if let Some(user) = committed.users.first() {
         patch_user(&mut line, user_offset, user);
     }
     METRICS.events_accepted.inc();
@@ -200,7 +214,10 @@ async fn batch_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<V
         outcomes.push(outcome);
     }
     if !batch.is_empty() {
-        st.ingest.append(batch).await.map_err(commit_error)?;
+        let committed = st.ingest.append(batch).await.map_err(commit_error)?;
+        METRICS
+            .events_deduplicated
+            .add(committed.duplicates.len() as u64);
     }
     Ok(batch_response(&outcomes))
 }

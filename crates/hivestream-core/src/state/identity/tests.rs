@@ -98,7 +98,7 @@ fn non_durable_applies_are_replayed_after_a_crash() {
     let l = link(9, "t", "i", 0);
     wal.append(&sync_payload(&l)).unwrap();
     let end = wal.commit().unwrap();
-    index.apply(std::slice::from_ref(&l), end).unwrap();
+    index.apply(std::slice::from_ref(&l), &[], end).unwrap();
     assert_eq!(index.durable_lsn(), 0, "not yet durable: WAL must be kept");
     // "Crash": drop without a durable commit, reopen.
     drop(index);
@@ -122,13 +122,13 @@ fn a_reopen_elsewhere_makes_the_index_stale_and_recover_replays() {
     let l = link(4, "email", "x", 0);
     wal.append(&sync_payload(&l)).unwrap();
     let end = wal.commit().unwrap();
-    index.apply(std::slice::from_ref(&l), end).unwrap();
+    index.apply(std::slice::from_ref(&l), &[], end).unwrap();
     // The cohort side hit an I/O error and reopened the shared database:
     // the non-durable link above is gone from it.
     db.reopen_after(db.generation()).unwrap();
     assert!(index.stale());
     assert!(
-        index.apply(&[link(5, "a", "b", 0)], end).is_err(),
+        index.apply(&[link(5, "a", "b", 0)], &[], end).is_err(),
         "writes on a stale generation must fail, not land half-applied"
     );
     index.recover(end).unwrap();
@@ -169,4 +169,40 @@ proptest! {
             prop_assert_eq!(m.unwrap().0, Uuid::from_u128(expected));
         }
     }
+}
+
+#[test]
+fn client_event_ids_survive_a_crash_through_the_wal() {
+    let dir = tempfile::tempdir().unwrap();
+    let wal_dir = dir.path().join("wal");
+    let (mut wal, _) = Wal::open(&wal_dir, WalOptions::default()).unwrap();
+    let path = dir.path().join("index.redb");
+    let db = crate::state::index_db::IndexDb::open(&path, 1 << 20).unwrap();
+    let mut index = IdentityIndex::open(db.clone(), &wal_dir, 0).unwrap();
+    let id = Uuid::from_u128(77);
+    let user = Uuid::from_u128(78);
+    let line = format!(
+        r#"{{"event_id":"{id}","time":"2026-01-01T00:00:00.005Z","name":"a","user_id":"{user}","session_id":null,"view_id":null,"segments":[],"cohorts":[],"properties":{{}}}}"#
+    );
+    let mut payload = Vec::new();
+    Record {
+        data_type: DataType::Events,
+        time_ms: 5,
+        line: line.as_bytes(),
+    }
+    .encode(&mut payload);
+    wal.append(&payload).unwrap();
+    let end = wal.commit().unwrap();
+    let stored = crate::state::dedup::Stored { time_ms: 5, user };
+    index.apply(&[], &[(id, stored)], end).unwrap();
+    assert_eq!(index.seen(&[id]).unwrap(), vec![Some(stored)]);
+    // "Crash" before the durable commit: the WAL replay brings the id back.
+    drop(index);
+    drop(db);
+    let db = crate::state::index_db::IndexDb::open(&path, 1 << 20).unwrap();
+    let index = IdentityIndex::open(db, &wal_dir, end).unwrap();
+    assert_eq!(
+        index.seen(&[id, Uuid::from_u128(1)]).unwrap(),
+        vec![Some(stored), None]
+    );
 }
