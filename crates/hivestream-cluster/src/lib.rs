@@ -22,6 +22,7 @@
 pub mod assign;
 pub mod cohorts;
 pub mod collect;
+pub mod dedup;
 pub mod identity;
 pub mod lease;
 pub mod ledger;

@@ -39,6 +39,8 @@ use hivestream_wal::{decode_frame, encode_frame};
 use thiserror::Error;
 use tokio::sync::mpsc;
 
+use crate::dedup::{parse_client_msg_id, Done, KvDedup};
+
 /// Messages fetched ahead of the router, per partition.
 const READ_AHEAD: usize = 64;
 
@@ -108,19 +110,26 @@ impl Drop for JsLogReader {
 
 impl JsLogReader {
     /// Reads `subject` of `stream` from `from`, waking `shared`'s router as
-    /// messages arrive; purges below checkpoints when `purge` is set.
+    /// messages arrive; purges below checkpoints when `purge` is set; with
+    /// `dedup`, drops every copy of a client-id event but the first (see
+    /// [`crate::dedup`]).
     pub fn open(
         stream: stream::Stream,
         subject: String,
         from: Pos,
         shared: Arc<Shared>,
-        purge: bool,
+        (purge, dedup): (bool, Option<KvDedup>),
         rt: &tokio::runtime::Handle,
     ) -> Self {
         let (seq, index) = unpack_pos(from);
         let (tx, rx) = mpsc::channel(READ_AHEAD);
         let purger = purge.then(|| Purger::new(stream.clone(), subject.clone(), rt.clone()));
-        let fetcher = rt.spawn(fetch(stream, subject, seq.max(1), tx, shared));
+        let source = Source {
+            stream,
+            subject,
+            dedup,
+        };
+        let fetcher = rt.spawn(fetch(source, seq.max(1), tx, shared));
         Self {
             rx,
             current: None,
@@ -227,16 +236,65 @@ impl LogReader for JsLogReader {
     }
 }
 
+/// What a fetch task reads.
+struct Source {
+    stream: stream::Stream,
+    subject: String,
+    dedup: Option<KvDedup>,
+}
+
+impl Source {
+    /// Whether the message at `seq` is to be routed: anything but a later
+    /// copy of a client-id event. Retries the bucket until it answers.
+    async fn keep(&self, msg: &async_nats::jetstream::Message, seq: u64) -> bool {
+        let Some(dedup) = &self.dedup else {
+            return true;
+        };
+        let client_id = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .and_then(|v| parse_client_msg_id(v.as_str()));
+        let Some(id) = client_id else {
+            return true;
+        };
+        let Some(done) = first_record(&msg.payload, seq) else {
+            return true;
+        };
+        let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+        loop {
+            match dedup.first_copy(&id, done).await {
+                Ok(first) => return first,
+                Err(e) => {
+                    tracing::warn!(subject = %self.subject, error = %e, "log reader: cannot check a client event id; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
+            }
+        }
+    }
+}
+
+/// The dedup record of a message's (only) event.
+fn first_record(payload: &[u8], seq: u64) -> Option<Done> {
+    let records = decode_message(seq, payload).ok()?;
+    let rec = hivestream_core::log::record::Record::decode(records.first()?).ok()?;
+    let (_, user) = hivestream_core::collect::event::line_ids(rec.line)?;
+    Some(Done {
+        time_ms: rec.time_ms,
+        user,
+        seq,
+    })
+}
+
 /// Feeds `tx` with the subject's messages from `start`, recreating the
 /// ordered consumer after errors (a server or leader lost), until the
 /// reader is dropped.
-async fn fetch(
-    stream: stream::Stream,
-    subject: String,
-    start: u64,
-    tx: mpsc::Sender<Fetched>,
-    shared: Arc<Shared>,
-) {
+async fn fetch(source: Source, start: u64, tx: mpsc::Sender<Fetched>, shared: Arc<Shared>) {
+    let Source {
+        ref stream,
+        ref subject,
+        ..
+    } = source;
     let mut next = start;
     let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
     loop {
@@ -274,6 +332,10 @@ async fn fetch(
             }
             next = seq + 1;
             backoff.reset();
+            if !source.keep(&msg, seq).await {
+                tracing::info!(%subject, seq, "log reader: dropped a later copy of a client-id event");
+                continue;
+            }
             if tx
                 .send(Fetched::Message(seq, msg.payload.clone()))
                 .await

@@ -8,7 +8,8 @@
 //! | identity log (every alias link) | stream `HS_ID`, subject `hs.id` |
 //! | seal ledgers, one key per log partition | KV `HS_LEDGER`, keys `ev.07`, `id` |
 //! | leases (`max_age` = lease TTL) | KV `HS_LEASE`, keys `route.ev.07`, `route.id`, `identity`, `snapshot`, `member.{node}` |
-//! | cohorts | KV `HS_COHORTS`, keys `c.{uuid}`, `n.{name hash}`, `meta.code`, `meta.gen` |
+//! | cohorts | KV `HS_COHORTS`, keys `c.{uuid}`, `n.{name hash}`, `meta.code` |
+//! | client event ids routed (dedup window) | KV `HS_DEDUP`, keys `e.{uuid}` |
 //! | identity service (request/reply) | subject `hs.svc.identity` |
 
 /// The lease of the identity leader.
@@ -72,6 +73,11 @@ impl Names {
     /// Leases and membership (`HS_LEASE`).
     pub fn lease_bucket(&self) -> String {
         self.upper("LEASE")
+    }
+
+    /// Client event ids already routed (`HS_DEDUP`).
+    pub fn dedup_bucket(&self) -> String {
+        self.upper("DEDUP")
     }
 
     /// Cohort metadata (`HS_COHORTS`).

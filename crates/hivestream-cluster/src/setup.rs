@@ -10,6 +10,7 @@
 //! | `HS_ID` | the same, `max_bytes = identity_max_bytes` |
 //! | `HS_LEDGER`, `HS_COHORTS` | KV, file, `replicas`, history 1 (ledger) / 5 (cohorts) |
 //! | `HS_LEASE` | KV, file, `replicas`, history 1, `max_age = lease_ttl` |
+//! | `HS_DEDUP` | KV, file, `replicas`, history 1, `max_age = dedup_window`, `max_msgs = dedup_max_ids`, `discard: old` |
 //!
 //! Refused at start, with the reason: fewer replicas than configured (one
 //! lost disk would lose acknowledged events), `discard: old` or a
@@ -65,6 +66,7 @@ pub struct Cluster {
     pub ledger: kv::Store,
     pub leases: kv::Store,
     pub cohorts: kv::Store,
+    pub dedup: kv::Store,
 }
 
 /// Connects (retrying until the servers answer) and prepares the streams
@@ -138,7 +140,9 @@ async fn prepare(
         kv_config(&names.cohort_bucket(), 5, Duration::ZERO, settings),
     )
     .await?;
+    let dedup = ensure_dedup(&js, &names.dedup_bucket(), settings).await?;
     Ok(Cluster {
+        dedup,
         names,
         client,
         js,
@@ -277,6 +281,38 @@ fn check_partitions(stream: &stream::Stream, s: &ClusterSettings) -> Result<(), 
         )));
     }
     Ok(())
+}
+
+/// The dedup bucket: a KV bucket whose stream forgets the oldest ids
+/// (`discard: old`, `max_msgs = dedup_max_ids`) and expires them after
+/// `dedup_window`, which `create_key_value` cannot set up.
+async fn ensure_dedup(
+    js: &Context,
+    bucket: &str,
+    s: &ClusterSettings,
+) -> Result<kv::Store, SetupError> {
+    let window = Duration::from_millis(s.dedup.window_ms.max(1) as u64);
+    let config = stream::Config {
+        name: format!("KV_{bucket}"),
+        description: Some("hivestream client event ids already routed".into()),
+        subjects: vec![format!("$KV.{bucket}.>")],
+        max_messages_per_subject: 1,
+        max_messages: s.dedup.max_ids.min(i64::MAX as u64) as i64,
+        max_age: window,
+        storage: StorageType::File,
+        num_replicas: s.replicas as usize,
+        allow_rollup: true,
+        deny_delete: true,
+        allow_direct: true,
+        discard: DiscardPolicy::Old,
+        ..Default::default()
+    };
+    js.get_or_create_stream(config)
+        .await
+        .map_err(|e| js_err(format!("bucket {bucket}"), e))?;
+    js.get_key_value(bucket)
+        .await
+        .map_err(|e| js_err(format!("bucket {bucket}"), e))
 }
 
 /// Creates the bucket, or checks the one that exists matches.

@@ -36,6 +36,7 @@ use object_store::ObjectStore;
 use tokio::sync::watch;
 
 use crate::assign::assign;
+use crate::dedup::KvDedup;
 use crate::lease::KvLeases;
 use crate::ledger::KvLedger;
 use crate::log::JsLogReader;
@@ -134,6 +135,14 @@ struct KvBackend {
     rt: tokio::runtime::Handle,
 }
 
+impl KvBackend {
+    /// Events partitions drop later copies of client-id events.
+    fn dedup(&self) -> Option<KvDedup> {
+        matches!(self.partition, LogPartition::Events(_))
+            .then(|| KvDedup::new(self.cluster.dedup.clone()))
+    }
+}
+
 impl RouterBackend for KvBackend {
     fn open_ledger(&self) -> Result<Box<dyn LedgerStore>, RouterError> {
         let key = self.partition.ledger_key();
@@ -152,7 +161,7 @@ impl RouterBackend for KvBackend {
             subject,
             from,
             Arc::clone(&self.shared),
-            self.partition.purges(),
+            (self.partition.purges(), self.dedup()),
             &self.rt,
         )))
     }

@@ -57,7 +57,7 @@ impl LogUnderTest for StreamLog {
             self.subject.clone(),
             from,
             Arc::new(Shared::default()),
-            true,
+            (true, None),
             &tokio::runtime::Handle::current(),
         ))
     }

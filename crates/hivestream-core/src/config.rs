@@ -278,6 +278,8 @@ pub struct ClusterSettings {
     pub identity_max_bytes: u64,
     pub duplicate_window: Duration,
     pub publish_timeout: Duration,
+    /// The top-level `dedup_window` and `dedup_max_ids` (the dedup bucket).
+    pub dedup: DedupLimits,
 }
 
 /// Why a configuration is invalid.
@@ -388,6 +390,20 @@ fn bounded<T: PartialOrd + std::fmt::Display + Copy>(
 impl RawConfig {
     /// Checks every setting and fills in defaults.
     pub fn validate(self) -> Result<Config, ConfigError> {
+        let dedup = DedupLimits {
+            window_ms: parse_duration(
+                "dedup_window",
+                self.dedup_window.as_deref().unwrap_or("24h"),
+            )?
+            .as_millis()
+            .min(i64::MAX as u128) as i64,
+            max_ids: bounded(
+                "dedup_max_ids",
+                self.dedup_max_ids.unwrap_or(10_000_000),
+                1,
+                u64::MAX,
+            )?,
+        };
         let listen: SocketAddr = self
             .listen
             .as_deref()
@@ -493,20 +509,7 @@ impl RawConfig {
                 64 << 30,
             )?,
             min_free_bytes: self.min_free_bytes,
-            dedup: DedupLimits {
-                window_ms: parse_duration(
-                    "dedup_window",
-                    self.dedup_window.as_deref().unwrap_or("24h"),
-                )?
-                .as_millis()
-                .min(i64::MAX as u128) as i64,
-                max_ids: bounded(
-                    "dedup_max_ids",
-                    self.dedup_max_ids.unwrap_or(10_000_000),
-                    1,
-                    u64::MAX,
-                )?,
-            },
+            dedup,
             cluster: cluster_settings(
                 (self.nats, self.cluster_name),
                 self.partitions,
@@ -514,7 +517,8 @@ impl RawConfig {
                 self.replicas,
                 (self.stream_max_bytes, self.identity_max_bytes),
                 (self.duplicate_window, self.publish_timeout),
-            )?,
+            )
+            .map(|c| ClusterSettings { dedup, ..c })?,
         })
     }
 }
@@ -641,6 +645,7 @@ fn cluster_settings(
         )?,
         duplicate_window,
         publish_timeout,
+        dedup: DedupLimits::default(),
     })
 }
 

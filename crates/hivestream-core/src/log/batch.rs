@@ -85,7 +85,8 @@ impl Batch {
             .map(|(_, (s, e))| &self.buf[s..e])
     }
 
-    fn item(&self, item: usize) -> &[u8] {
+    /// The encoded record of `item`.
+    pub fn item(&self, item: usize) -> &[u8] {
         let start = if item == 0 { 0 } else { self.ends[item - 1] };
         &self.buf[start..self.ends[item]]
     }

@@ -28,7 +28,7 @@ use uuid::Uuid;
 
 use crate::log::batch::sync_payload;
 pub use crate::log::batch::Batch;
-use crate::log::retries::{resolve_priors, Retries};
+use crate::log::retries::{merge_users, resolve_priors, Retries};
 use crate::metrics::METRICS;
 use crate::route::upload::Backoff;
 use crate::shared::Shared;
@@ -448,17 +448,4 @@ impl Committer {
             self.shared.disk_low.store(false, Ordering::Release);
         }
     }
-}
-
-/// The user of every alias-only event in push order: decided now for the
-/// events written, stored before for the retries.
-fn merge_users(pending: &[usize], live: Vec<Uuid>, duplicates: &[(usize, Stored)]) -> Vec<Uuid> {
-    let mut live = live.into_iter();
-    pending
-        .iter()
-        .filter_map(|item| match duplicates.iter().find(|(i, _)| i == item) {
-            Some((_, s)) => Some(s.user),
-            None => live.next(),
-        })
-        .collect()
 }

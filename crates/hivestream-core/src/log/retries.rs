@@ -91,3 +91,21 @@ pub fn resolve_priors(batch: &Batch, retried: &[(usize, Prior)]) -> Vec<(usize, 
         })
         .collect()
 }
+
+/// The user of every alias-only event in push order: `live` (decided now,
+/// for the events written, in order) merged with the stored users of the
+/// retried ones. `pending` is every waiting item, retries included.
+pub fn merge_users(
+    pending: &[usize],
+    live: Vec<Uuid>,
+    duplicates: &[(usize, Stored)],
+) -> Vec<Uuid> {
+    let mut live = live.into_iter();
+    pending
+        .iter()
+        .filter_map(|item| match duplicates.iter().find(|(i, _)| i == item) {
+            Some((_, s)) => Some(s.user),
+            None => live.next(),
+        })
+        .collect()
+}
