@@ -14,7 +14,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use hivestream_core::collect::server::{app, ops_app, AppState, BodyLimits};
+use hivestream_core::collect::listener::serve_http;
+use hivestream_core::collect::server::{app, ops_app, state};
 use hivestream_core::config::Config;
 use hivestream_core::route::DeflatePool;
 use hivestream_core::serve::{lock_data_dir, ServeError};
@@ -144,12 +145,7 @@ async fn ops(
     let (listener, addr) = bind(cfg).await?;
     tracing::info!(%addr, node, "routing; metrics on this address");
     println!("routing as {node}, metrics on {addr}");
-    if let Err(e) = axum::serve(listener, ops_app())
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "HTTP server error");
-    }
+    serve_http(listener, ops_app(), cfg.connections, shutdown).await;
     Ok(())
 }
 
@@ -158,25 +154,14 @@ async fn collect(
     cluster: crate::setup::Cluster,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
-    let state = Arc::new(AppState {
-        cohorts: Arc::new(KvCohorts::new(cluster.cohorts.clone())),
-        ingest: Arc::new(ClusterIngest::new(cluster)),
-        access: hivestream_core::collect::access::Access::new(cfg.keys.clone()),
-        bodies: BodyLimits::new(
-            cfg.max_body_bytes,
-            cfg.max_inflight_body_bytes,
-            cfg.body_timeout,
-        ),
-        max_batch_items: cfg.max_batch_items,
-    });
+    let state = state(
+        cfg,
+        Arc::new(ClusterIngest::new(cluster.clone())),
+        Arc::new(KvCohorts::new(cluster.cohorts.clone())),
+    );
     let (listener, addr) = bind(cfg).await?;
     tracing::info!(%addr, "collecting");
     println!("listening on {addr}");
-    if let Err(e) = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-    {
-        tracing::error!(error = %e, "HTTP server error");
-    }
+    serve_http(listener, app(state), cfg.connections, shutdown).await;
     Ok(())
 }

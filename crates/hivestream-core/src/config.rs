@@ -11,6 +11,7 @@ use serde::Deserialize;
 use thiserror::Error;
 
 use crate::collect::access::{ApiKey, OriginPattern, Scope};
+use crate::collect::listener::{default_max_connections, ConnLimits};
 use crate::route::keys::{normalize_prefix, KeyError, WorkerId};
 use crate::state::dedup::DedupLimits;
 
@@ -92,6 +93,25 @@ pub struct RawConfig {
     /// this, so the router can always drain. Default 5% of the disk, 16 MiB
     /// to 1 GiB; 0 turns the check off.
     pub min_free_bytes: Option<u64>,
+    /// Most open HTTP connections; at the cap a new connection closes the
+    /// quietest idle one. Default 80% of the process's file descriptors, at
+    /// most 10,000.
+    pub max_connections: Option<usize>,
+    /// A request head must arrive whole within this, e.g. `10s`, or the
+    /// connection is closed (also while a kept-alive connection waits for
+    /// its next request). Default `10s`.
+    pub header_timeout: Option<String>,
+    /// A connection with no request being handled and no traffic for this
+    /// long is closed (a client that stops reading its response), e.g.
+    /// `60s`. Default `60s`.
+    pub idle_timeout: Option<String>,
+    /// Requests per second each client address may make (bursts of twice
+    /// that); beyond it 429 with `Retry-After`. Default: no limit.
+    pub rate_limit: Option<f64>,
+    /// Header a trusted proxy in front sets to the client's address, e.g.
+    /// `x-forwarded-for` (its right-most address is used). Default: the
+    /// connection's peer address.
+    pub client_ip_header: Option<String>,
     /// How long a client-given `event_id` is remembered: a retried event
     /// with an id acknowledged within this window is answered with its
     /// stored result and not written again, e.g. `24h`. Default `24h`.
@@ -193,6 +213,11 @@ impl RawConfig {
         segment_snapshot_interval,
         index_cache_bytes,
         min_free_bytes,
+        max_connections,
+        header_timeout,
+        idle_timeout,
+        rate_limit,
+        client_ip_header,
         dedup_window,
         dedup_max_ids,
         nats,
@@ -261,6 +286,10 @@ pub struct Config {
     pub index_cache_bytes: usize,
     /// `None`: the default reserve for the data disk's size.
     pub min_free_bytes: Option<u64>,
+    pub connections: ConnLimits,
+    /// Requests per second per client address, if limited.
+    pub rate_limit: Option<f64>,
+    pub client_ip_header: Option<String>,
     pub dedup: DedupLimits,
     pub cluster: ClusterSettings,
 }
@@ -509,6 +538,32 @@ impl RawConfig {
                 64 << 30,
             )?,
             min_free_bytes: self.min_free_bytes,
+            connections: ConnLimits {
+                max_connections: bounded(
+                    "max_connections",
+                    self.max_connections.unwrap_or_else(default_max_connections),
+                    1,
+                    1_000_000,
+                )?,
+                header_timeout: parse_duration(
+                    "header_timeout",
+                    self.header_timeout.as_deref().unwrap_or("10s"),
+                )?,
+                idle_timeout: parse_duration(
+                    "idle_timeout",
+                    self.idle_timeout.as_deref().unwrap_or("60s"),
+                )?,
+            },
+            rate_limit: match self.rate_limit {
+                Some(r) if !(r > 0.0 && r.is_finite()) => {
+                    return Err(invalid(
+                        "rate_limit",
+                        "must be a positive number of requests per second",
+                    ))
+                }
+                r => r,
+            },
+            client_ip_header: self.client_ip_header,
             dedup,
             cluster: cluster_settings(
                 (self.nats, self.cluster_name),

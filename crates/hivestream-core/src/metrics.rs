@@ -67,6 +67,10 @@ metrics! {
     http_requests: Counter = "hivestream_http_requests_total", "HTTP requests received.";
     http_client_errors: Counter = "hivestream_http_client_errors_total", "Responses with a 4xx status.";
     http_unavailable: Counter = "hivestream_http_unavailable_total", "Responses with status 503 (backlog full or disk write failed).";
+    http_connections: Gauge = "hivestream_http_connections", "Open HTTP connections.";
+    http_connections_evicted: Counter = "hivestream_http_connections_evicted_total", "Connections closed at the connection cap to make room (the quietest idle ones).";
+    http_connections_refused: Counter = "hivestream_http_connections_refused_total", "Connections closed at once: the cap was reached and every connection had a request in progress.";
+    http_rate_limited: Counter = "hivestream_http_rate_limited_total", "Requests answered 429 by the per-client rate limit.";
     http_server_errors: Counter = "hivestream_http_server_errors_total", "Responses with status 500.";
     events_accepted: Counter = "hivestream_events_accepted_total", "Events made durable and acknowledged.";
     events_deduplicated: Counter = "hivestream_events_deduplicated_total", "Events whose client-given event_id was acknowledged before: answered with the stored result, not written again (also counted as accepted).";
@@ -129,7 +133,7 @@ mod tests {
         assert!(text.contains("# TYPE hivestream_files_sealed_total counter"));
         assert!(text.contains("# TYPE hivestream_wal_bytes gauge"));
         let samples = text.lines().filter(|l| !l.starts_with('#')).count();
-        assert_eq!(samples, 32);
+        assert_eq!(samples, 36);
         refresh_process_gauges();
         assert!(METRICS.peak_rss_bytes.get() >= METRICS.rss_bytes.get());
         assert!(METRICS.rss_bytes.get() > 0);

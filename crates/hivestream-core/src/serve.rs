@@ -17,7 +17,8 @@ use hivestream_wal::{Wal, WalOptions};
 use thiserror::Error;
 
 use crate::collect::backend::LocalIngest;
-use crate::collect::server::{app, AppState};
+use crate::collect::listener::serve_http;
+use crate::collect::server::app;
 use crate::config::Config;
 use crate::log::ingest::{spawn_committer, Limits};
 use crate::route::keys::WorkerId;
@@ -181,21 +182,12 @@ pub async fn serve(
         tick,
         stop_rx,
     ));
-    let state = Arc::new(AppState {
-        ingest: Arc::new(LocalIngest {
-            appender,
-            db: Arc::clone(&db),
-            shared: Arc::clone(&shared),
-        }),
-        cohorts: Arc::new(cohorts),
-        access: crate::collect::access::Access::new(cfg.keys.clone()),
-        bodies: crate::collect::server::BodyLimits::new(
-            cfg.max_body_bytes,
-            cfg.max_inflight_body_bytes,
-            cfg.body_timeout,
-        ),
-        max_batch_items: cfg.max_batch_items,
+    let ingest = Arc::new(LocalIngest {
+        appender,
+        db: Arc::clone(&db),
+        shared: Arc::clone(&shared),
     });
+    let state = crate::collect::server::state(&cfg, ingest, Arc::new(cohorts));
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
         .map_err(|source| ServeError::Listen {
@@ -208,12 +200,7 @@ pub async fn serve(
     })?;
     tracing::info!(%addr, worker = worker.as_str(), sink = ?cfg.sink, prefix = %cfg.prefix, "hivestream serving");
     println!("listening on {addr}");
-    let http = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
-    if let Err(e) = http {
-        tracing::error!(error = %e, "HTTP server error");
-    }
+    serve_http(listener, app(state), cfg.connections, shutdown).await;
     tracing::info!("stopped accepting requests; sealing and uploading");
     // The snapshotter writes a last snapshot if one is due, then drops its
     // appender, which lets the committer finish.

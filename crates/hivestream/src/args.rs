@@ -112,6 +112,21 @@ pub struct ServeArgs {
     /// Free space to keep on the data disk (default 5% of it, 16 MiB-1 GiB).
     #[arg(long, env = "HIVESTREAM_MIN_FREE_BYTES")]
     min_free_bytes: Option<u64>,
+    /// Most open HTTP connections; at the cap a new one closes the quietest idle one (default 80% of the fd limit, at most 10000).
+    #[arg(long, env = "HIVESTREAM_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
+    /// A request head must arrive whole within this, e.g. 10s (default 10s).
+    #[arg(long, env = "HIVESTREAM_HEADER_TIMEOUT")]
+    header_timeout: Option<String>,
+    /// Close a connection idle this long, e.g. 60s (default 60s).
+    #[arg(long, env = "HIVESTREAM_IDLE_TIMEOUT")]
+    idle_timeout: Option<String>,
+    /// Requests per second per client address; beyond it 429 (default: no limit).
+    #[arg(long, env = "HIVESTREAM_RATE_LIMIT")]
+    rate_limit: Option<f64>,
+    /// Header a trusted proxy sets to the client address, e.g. x-forwarded-for.
+    #[arg(long, env = "HIVESTREAM_CLIENT_IP_HEADER")]
+    client_ip_header: Option<String>,
     /// How long a client-given event_id is remembered for deduplicated retries (default 24h).
     #[arg(long, env = "HIVESTREAM_DEDUP_WINDOW")]
     dedup_window: Option<String>,
@@ -159,6 +174,11 @@ impl ServeArgs {
             segment_snapshot_interval: self.segment_snapshot_interval,
             index_cache_bytes: self.index_cache_bytes,
             min_free_bytes: self.min_free_bytes,
+            max_connections: self.max_connections,
+            header_timeout: self.header_timeout,
+            idle_timeout: self.idle_timeout,
+            rate_limit: self.rate_limit,
+            client_ip_header: self.client_ip_header,
             dedup_window: self.dedup_window,
             dedup_max_ids: self.dedup_max_ids,
             ..RawConfig::default()

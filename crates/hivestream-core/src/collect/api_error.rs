@@ -35,6 +35,7 @@ pub enum ErrorKind {
     Conflict,
     TooLarge,
     UnsupportedMediaType,
+    TooManyRequests,
     Unavailable,
     Internal,
 }
@@ -52,6 +53,7 @@ impl ErrorKind {
             ErrorKind::Conflict => 409,
             ErrorKind::TooLarge => 413,
             ErrorKind::UnsupportedMediaType => 415,
+            ErrorKind::TooManyRequests => 429,
             ErrorKind::Unavailable => 503,
             ErrorKind::Internal => 500,
         }
@@ -69,6 +71,7 @@ impl ErrorKind {
             ErrorKind::Conflict => "Conflict",
             ErrorKind::TooLarge => "PayloadTooLarge",
             ErrorKind::UnsupportedMediaType => "UnsupportedMediaType",
+            ErrorKind::TooManyRequests => "TooManyRequests",
             ErrorKind::Unavailable => "ServiceUnavailable",
             ErrorKind::Internal => "InternalServerError",
         }
@@ -89,6 +92,7 @@ impl ErrorKind {
             ErrorKind::TooLarge => 1300,
             ErrorKind::UnsupportedMediaType => 1400,
             ErrorKind::Unavailable => 1500,
+            ErrorKind::TooManyRequests => 1501,
             ErrorKind::Internal => 1600,
         }
     }

@@ -8,4 +8,6 @@ pub mod api_error;
 pub mod backend;
 pub mod event;
 pub mod json_scan;
+pub mod listener;
+pub mod ratelimit;
 pub mod server;

@@ -26,6 +26,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use crate::collect::access::{Access, Scope};
 use crate::collect::api_error::{ApiError, ErrorKind};
+use crate::metrics::METRICS;
 
 /// How long a browser may cache a preflight answer (Chromium caps it at 2 h).
 const PREFLIGHT_MAX_AGE: &str = "7200";
@@ -113,12 +114,14 @@ pub async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
         return preflight(&st.access, origin.as_deref(), query_key(&req).as_deref());
     }
     let sdk = req.uri().path() == "/v2.0/sdk.js";
-    let verdict = check(
-        &st.access,
-        class,
-        presented_key(&req).as_deref(),
-        origin.as_deref(),
-    );
+    let verdict = rate_limit(&st, class, &req).and_then(|()| {
+        check(
+            &st.access,
+            class,
+            presented_key(&req).as_deref(),
+            origin.as_deref(),
+        )
+    });
     let mut resp = match verdict {
         Ok(()) => next.run(req).await,
         Err(e) => e.into_response(),
@@ -134,6 +137,31 @@ pub async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) ->
         _ => {}
     }
     resp
+}
+
+/// The per-client rate limit, on every route but the public ones.
+fn rate_limit(st: &AppState, class: Class, req: &Request) -> Result<(), ApiError> {
+    let (Some(limiter), false) = (&st.rate_limit, class == Class::Public) else {
+        return Ok(());
+    };
+    let peer = req
+        .extensions()
+        .get::<crate::collect::listener::PeerAddr>()
+        .map(|p| p.0.ip());
+    let Some(client) = limiter.client(peer, req.headers()) else {
+        return Ok(());
+    };
+    limiter.check(client).map_err(|wait| {
+        METRICS.http_rate_limited.inc();
+        ApiError {
+            retry_after: Some(wait),
+            ..ApiError::new(
+                ErrorKind::TooManyRequests,
+                "too many requests from this client",
+                "rate_limit: slow down and retry after Retry-After seconds",
+            )
+        }
+    })
 }
 
 /// CORS headers of a real answer to `origin`.

@@ -29,6 +29,8 @@ pub struct AppState {
     pub ingest: Arc<dyn Ingest>,
     pub cohorts: Arc<dyn CohortApi>,
     pub access: Access,
+    /// The per-client rate limit, if configured.
+    pub rate_limit: Option<crate::collect::ratelimit::RateLimiter>,
     pub bodies: BodyLimits,
     pub max_batch_items: usize,
 }
@@ -62,6 +64,29 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         error_response(&self)
     }
+}
+
+/// What handlers share, built from the configuration and the mode's
+/// backends.
+pub fn state(
+    cfg: &crate::config::Config,
+    ingest: Arc<dyn Ingest>,
+    cohorts: Arc<dyn CohortApi>,
+) -> Arc<AppState> {
+    Arc::new(AppState {
+        ingest,
+        cohorts,
+        access: Access::new(cfg.keys.clone()),
+        rate_limit: cfg
+            .rate_limit
+            .map(|r| crate::collect::ratelimit::RateLimiter::new(r, cfg.client_ip_header.clone())),
+        bodies: BodyLimits::new(
+            cfg.max_body_bytes,
+            cfg.max_inflight_body_bytes,
+            cfg.body_timeout,
+        ),
+        max_batch_items: cfg.max_batch_items,
+    })
 }
 
 /// Builds the axum router.
