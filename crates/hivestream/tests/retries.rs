@@ -92,6 +92,11 @@ fn retried_events_are_written_once() {
         .json()["user_id"]
         .clone();
     assert_eq!(u1, u2);
+    let in_batch = batch(&server, std::slice::from_ref(&alias));
+    assert_eq!(
+        in_batch["results"][0]["user_id"], u1,
+        "a batch tells the user chosen for an alias-only event"
+    );
 
     // kill -9 at once after an acknowledgement (before the index's durable
     // commit): the retry after the restart is still recognised, from the WAL.

@@ -138,6 +138,9 @@ struct ItemResult<'a> {
     status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
     event_id: Option<String>,
+    /// The user chosen for an event known only by its aliases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<ErrorBody<'a>>,
 }
@@ -208,9 +211,16 @@ async fn batch_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<V
     let time_ms = now_ms();
     let mut batch = Batch::default();
     let mut line = Vec::with_capacity(1024);
-    let mut outcomes: Vec<Result<Uuid, ApiError>> = Vec::with_capacity(items.len());
+    let mut outcomes: Vec<Result<Accepted, ApiError>> = Vec::with_capacity(items.len());
     for item in &items {
-        let outcome = parse_event(item).map(|ev| encode(ev, time_ms, &mut line, &mut batch).0);
+        let outcome = parse_event(item).map(|ev| {
+            let by_aliases = matches!(ev.user, UserRef::Aliases(_));
+            let (event_id, _) = encode(ev, time_ms, &mut line, &mut batch);
+            Accepted {
+                event_id,
+                user: by_aliases.then(Uuid::nil),
+            }
+        });
         outcomes.push(outcome);
     }
     if !batch.is_empty() {
@@ -218,25 +228,41 @@ async fn batch_inner(st: &AppState, headers: &HeaderMap, body: Body) -> Result<V
         METRICS
             .events_deduplicated
             .add(committed.duplicates.len() as u64);
+        // The users of alias-only events, in the order they were pushed.
+        let mut users = committed.users.into_iter();
+        for a in outcomes.iter_mut().flatten() {
+            if let Some(u) = a.user.as_mut() {
+                *u = users.next().unwrap_or_default();
+            }
+        }
     }
     Ok(batch_response(&outcomes))
 }
 
-fn batch_response(outcomes: &[Result<Uuid, ApiError>]) -> Vec<u8> {
+/// An item stored (or recognised as a retry).
+struct Accepted {
+    event_id: Uuid,
+    /// For an event known only by aliases, the user it was given.
+    user: Option<Uuid>,
+}
+
+fn batch_response(outcomes: &[Result<Accepted, ApiError>]) -> Vec<u8> {
     let results: Vec<ItemResult> = outcomes
         .iter()
         .enumerate()
         .map(|(index, o)| match o {
-            Ok(id) => ItemResult {
+            Ok(a) => ItemResult {
                 index,
                 status: 201,
-                event_id: Some(id.to_string()),
+                event_id: Some(a.event_id.to_string()),
+                user_id: a.user.map(|u| u.to_string()),
                 error: None,
             },
             Err(e) => ItemResult {
                 index,
                 status: e.kind.http_status(),
                 event_id: None,
+                user_id: None,
                 error: Some(e.body()),
             },
         })

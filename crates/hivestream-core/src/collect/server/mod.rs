@@ -7,6 +7,7 @@ mod cohorts;
 mod events;
 pub mod guard;
 mod identity;
+mod sdk;
 
 use std::sync::Arc;
 
@@ -104,6 +105,7 @@ pub fn app(state: Arc<AppState>) -> Router {
                 .patch(cohorts::patch)
                 .delete(cohorts::delete),
         )
+        .route("/v2.0/sdk.js", get(sdk::sdk))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
