@@ -34,3 +34,4 @@ pub mod serve;
 pub mod shared;
 pub mod sink;
 pub mod state;
+pub mod tables;

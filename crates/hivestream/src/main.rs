@@ -35,6 +35,9 @@ enum Command {
     /// Check the sink as configured (same settings as serve): credentials,
     /// region, bucket, list/put/get/delete on the prefix, public access block.
     Doctor(Box<ServeArgs>),
+    /// Print the statements that make the bucket queryable at once (Athena
+    /// with partition projection, DuckDB views, Spark SQL tables).
+    Tables(Box<TablesArgs>),
     /// Load-test a running server and report throughput and latencies.
     Bench(Box<bench::BenchArgs>),
     /// Print the least-privilege IAM policy for a bucket and prefix.
@@ -111,6 +114,44 @@ fn cap_malloc_arenas() {
     }
 }
 
+/// Options of `hivestream tables`.
+#[derive(clap::Args)]
+struct TablesArgs {
+    #[command(flatten)]
+    serve: ServeArgs,
+    /// The query engine.
+    #[arg(long, value_enum)]
+    engine: EngineArg,
+    /// The database (catalog schema) the tables go into.
+    #[arg(long, default_value = "hivestream")]
+    database: String,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy)]
+enum EngineArg {
+    Athena,
+    Duckdb,
+    Spark,
+}
+
+fn tables(args: Box<TablesArgs>) -> anyhow::Result<()> {
+    use hivestream_core::tables::{statements, Engine};
+    let TablesArgs {
+        serve,
+        engine,
+        database,
+    } = *args;
+    let cfg = Box::new(serve).into_raw()?.validate()?;
+    let engine = match engine {
+        EngineArg::Athena => Engine::Athena,
+        EngineArg::Duckdb => Engine::DuckDb,
+        EngineArg::Spark => Engine::Spark,
+    };
+    let year = hivestream_core::clock::civil(hivestream_core::clock::now_ms()).year;
+    print!("{}", statements(&cfg, engine, &database, year)?);
+    Ok(())
+}
+
 /// Runs the cluster roles until SIGTERM or SIGINT.
 fn run_node(args: Box<NodeArgs>, collect: bool, route: bool) -> anyhow::Result<()> {
     let cfg = args.into_raw()?.validate()?;
@@ -137,6 +178,7 @@ fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Bench(args) => std::process::exit(bench::run(*args)?),
+        Command::Tables(args) => tables(args),
         Command::IamPolicy { bucket, prefix } => {
             println!("{}", iam_policy(&bucket, &prefix));
             Ok(())
