@@ -79,7 +79,8 @@ fn corrupt(seq: u64, reason: impl Into<String>) -> LogError {
 
 /// What the fetch task hands the reader.
 enum Fetched {
-    Message(u64, Bytes),
+    /// Sequence, payload, and when the stream stored it (epoch ms).
+    Message(u64, Bytes, i64),
 }
 
 /// The message being read.
@@ -88,6 +89,7 @@ struct Current {
     data: Bytes,
     offset: usize,
     index: usize,
+    published_ms: i64,
 }
 
 /// One subject of a stream as a router's log partition.
@@ -142,7 +144,7 @@ impl JsLogReader {
 
     fn take_message(&mut self) -> bool {
         match self.rx.try_recv() {
-            Ok(Fetched::Message(seq, data)) => {
+            Ok(Fetched::Message(seq, data, published_ms)) => {
                 let index = match self.skip.take() {
                     Some((s, i)) if s == seq => i,
                     _ => 0,
@@ -152,6 +154,7 @@ impl JsLogReader {
                     data,
                     offset: 0,
                     index: 0,
+                    published_ms,
                 });
                 self.skip_records(index);
                 true
@@ -233,6 +236,17 @@ impl LogReader for JsLogReader {
         if let Some(p) = &mut self.purger {
             p.purge_below(unpack_pos(pos).0);
         }
+    }
+
+    fn last_ack_ms(&self) -> Option<i64> {
+        self.current.as_ref().map(|c| c.published_ms)
+    }
+
+    fn oldest_unread_ack_ms(&self) -> Option<i64> {
+        self.current
+            .as_ref()
+            .filter(|c| c.offset < c.data.len())
+            .map(|c| c.published_ms)
     }
 }
 
@@ -336,11 +350,9 @@ async fn fetch(source: Source, start: u64, tx: mpsc::Sender<Fetched>, shared: Ar
                 tracing::info!(%subject, seq, "log reader: dropped a later copy of a client-id event");
                 continue;
             }
-            if tx
-                .send(Fetched::Message(seq, msg.payload.clone()))
-                .await
-                .is_err()
-            {
+            let published_ms = (info.published.unix_timestamp_nanos() / 1_000_000) as i64;
+            let fetched = Fetched::Message(seq, msg.payload.clone(), published_ms);
+            if tx.send(fetched).await.is_err() {
                 return;
             }
             shared.router_wake.notify();

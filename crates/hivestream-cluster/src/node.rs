@@ -68,6 +68,9 @@ pub async fn run_node(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), NodeError> {
     let node = node_name(&cfg);
+    hivestream_core::metrics::METRICS
+        .flush_interval_seconds
+        .set(cfg.flush_interval.as_secs_f64());
     let cluster = connect(&cfg.cluster, &node).await?;
     tracing::info!(%node, collect = roles.collect, route = roles.route, "connected to the NATS cluster");
     let (stop_tx, stop_rx) = watch::channel(false);

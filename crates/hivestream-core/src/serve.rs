@@ -123,6 +123,15 @@ pub async fn serve(
             .min_free_bytes
             .unwrap_or_else(|| crate::disk::default_reserve(fs.total)),
     };
+    crate::metrics::METRICS
+        .backlog_limit_bytes
+        .set(limits.max_backlog_bytes);
+    crate::metrics::METRICS
+        .disk_reserve_bytes
+        .set(limits.min_free_bytes);
+    crate::metrics::METRICS
+        .flush_interval_seconds
+        .set(cfg.flush_interval.as_secs_f64());
     let wal_opts = WalOptions {
         segment_bytes: crate::disk::segment_bytes(cfg.max_backlog_bytes, fs.total),
     };

@@ -5,7 +5,7 @@
 //! segments below `checkpoint`, which the router publishes after making it
 //! durable in its ledger.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::Duration;
@@ -63,7 +63,13 @@ pub struct Shared {
     /// Set when this process lost the right to route this log (its lease
     /// expired): the router stops at once, sealing nothing more.
     pub abort: AtomicBool,
+    /// `(end LSN, commit time ms)` of the group commits not yet below the
+    /// checkpoint: when each record was acknowledged (for freshness).
+    pub acks: Mutex<VecDeque<(u64, i64)>>,
 }
+
+/// Most group commits remembered for ack times (the oldest go first).
+const MAX_ACKS: usize = 1 << 20;
 
 impl Shared {
     pub fn committed(&self) -> u64 {
@@ -72,5 +78,28 @@ impl Shared {
 
     pub fn in_flight(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
         self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn acks(&self) -> std::sync::MutexGuard<'_, VecDeque<(u64, i64)>> {
+        self.acks.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Notes a group commit ending at `end`, acknowledged at `at_ms`, and
+    /// forgets the groups wholly below the checkpoint.
+    pub fn note_commit(&self, end: u64, at_ms: i64) {
+        let checkpoint = self.checkpoint.load(Ordering::Acquire);
+        let mut acks = self.acks();
+        while acks.front().is_some_and(|(e, _)| *e <= checkpoint) || acks.len() >= MAX_ACKS {
+            acks.pop_front();
+        }
+        acks.push_back((end, at_ms));
+    }
+
+    /// When the record at `lsn` was acknowledged: the time of the first
+    /// remembered group commit that ends past it.
+    pub fn ack_time(&self, lsn: u64) -> Option<i64> {
+        let acks = self.acks();
+        let i = acks.partition_point(|(end, _)| *end <= lsn);
+        acks.get(i).map(|(_, at)| *at)
     }
 }

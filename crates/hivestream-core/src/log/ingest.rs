@@ -253,10 +253,14 @@ impl Committer {
         if staged.is_empty() {
             return;
         }
+        let started = Instant::now();
         let result = self
             .wal
             .commit()
             .map_err(|e| CommitError::Io(e.to_string()));
+        METRICS
+            .wal_commit_seconds
+            .observe(started.elapsed().as_secs_f64());
         match &result {
             Ok(end) => {
                 let records = staged.iter().map(|s| s.2).sum();
@@ -280,10 +284,12 @@ impl Committer {
         records: u64,
     ) {
         crate::failpoint::hit("commit.after_sync");
+        self.shared.note_commit(end, crate::clock::now_ms());
         self.shared.committed.store(end, Ordering::Release);
         self.shared.router_wake.notify();
         METRICS.wal_commits.inc();
         METRICS.wal_records.add(records);
+        METRICS.wal_group_records.observe(records as f64);
         METRICS.wal_bytes_written.add(bytes as u64);
         if self.index_behind || self.identity.stale() {
             // Never apply on top of a gap: a durable apply would record

@@ -75,6 +75,18 @@ pub trait LogReader: Send {
     /// The router made `pos` its durable checkpoint: the log may drop the
     /// records below it.
     fn release_below(&mut self, pos: Pos);
+
+    /// When the log acknowledged the record `next` returned last (epoch
+    /// ms), if the log knows.
+    fn last_ack_ms(&self) -> Option<i64> {
+        None
+    }
+
+    /// When the log acknowledged the oldest record not yet read, if there
+    /// is one and the log knows.
+    fn oldest_unread_ack_ms(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// The local WAL as a log partition: reads up to the committed end that the
@@ -83,6 +95,7 @@ pub trait LogReader: Send {
 pub struct WalLogReader {
     reader: WalReader,
     shared: Arc<Shared>,
+    last: Option<Pos>,
 }
 
 impl WalLogReader {
@@ -90,6 +103,7 @@ impl WalLogReader {
         Ok(Self {
             reader: WalReader::open(dir, from)?,
             shared,
+            last: None,
         })
     }
 }
@@ -97,7 +111,9 @@ impl WalLogReader {
 impl LogReader for WalLogReader {
     fn next(&mut self) -> Result<Option<(Pos, &[u8])>, LogError> {
         let limit = self.shared.committed();
-        Ok(self.reader.next(limit)?)
+        let next = self.reader.next(limit)?;
+        self.last = next.as_ref().map(|(pos, _)| *pos);
+        Ok(next)
     }
 
     fn position(&self) -> Pos {
@@ -110,6 +126,16 @@ impl LogReader for WalLogReader {
 
     fn release_below(&mut self, pos: Pos) {
         self.shared.checkpoint.store(pos, Ordering::Release);
+    }
+
+    fn last_ack_ms(&self) -> Option<i64> {
+        self.shared.ack_time(self.last?)
+    }
+
+    fn oldest_unread_ack_ms(&self) -> Option<i64> {
+        (!self.caught_up())
+            .then(|| self.shared.ack_time(self.reader.lsn()))
+            .flatten()
     }
 }
 

@@ -38,6 +38,8 @@ pub struct FileBuilder {
     pub first_time_ms: i64,
     pub records: u64,
     pub opened_at: Instant,
+    /// When the log acknowledged the file's first record (for freshness).
+    pub first_ack_ms: i64,
     hasher: Xxh3,
     gz: GzipStream<File>,
     path: PathBuf,
@@ -60,6 +62,7 @@ pub struct Finished {
     pub hash: u64,
     pub path: PathBuf,
     pub bytes: u64,
+    pub first_ack_ms: i64,
 }
 
 impl FileBuilder {
@@ -81,6 +84,7 @@ impl FileBuilder {
             first_time_ms: rec.time_ms,
             records: 0,
             opened_at: Instant::now(),
+            first_ack_ms: crate::clock::now_ms(),
             hasher: Xxh3::new(),
             gz,
             path,
@@ -125,6 +129,7 @@ impl FileBuilder {
             hash: self.hasher.digest(),
             path: self.path,
             bytes,
+            first_ack_ms: self.first_ack_ms,
         })
     }
 }

@@ -55,7 +55,7 @@ use replay::KnownSeal;
 pub use supervisor::run_router;
 pub use upload::{UploadJob, UploadKind};
 
-use crate::log::record::Record;
+use crate::log::record::{DataType, Record};
 use crate::log::{LogError, LogReader};
 use crate::metrics::METRICS;
 use crate::route::keys::{object_key, Partition, WorkerId};
@@ -125,6 +125,8 @@ pub struct Router {
     uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
     /// Open files last added to the process gauge.
     reported_open: u64,
+    /// Ack time of the oldest record of each file handed to the uploader.
+    uploading: HashMap<u64, i64>,
 }
 
 impl Router {
@@ -173,6 +175,7 @@ impl Router {
             rebuilding: HashMap::new(),
             uploads,
             reported_open: 0,
+            uploading: HashMap::new(),
         })
     }
 
@@ -224,13 +227,20 @@ impl Router {
     /// Routes up to one turn of committed records.
     fn route_some(&mut self) -> Result<usize, RouterError> {
         let mut n = 0;
+        let mut by_type = [0u64; 3];
         while n < TURN_RECORDS {
             let Some((lsn, payload)) = self.reader.next()? else {
                 break;
             };
             let payload = payload.to_vec();
             match Record::decode(&payload) {
-                Ok(rec) => self.route(lsn, &rec)?,
+                Ok(rec) => {
+                    by_type[DataType::ALL
+                        .iter()
+                        .position(|t| *t == rec.data_type)
+                        .unwrap_or(0)] += 1;
+                    self.route(lsn, &rec)?
+                }
                 Err(e) => {
                     METRICS.wal_bad_records.inc();
                     tracing::error!(pos = lsn, error = %e, "router: skipping undecodable log record");
@@ -238,8 +248,34 @@ impl Router {
             }
             n += 1;
         }
-        METRICS.router_records.add(n as u64);
+        for (t, count) in DataType::ALL.into_iter().zip(by_type) {
+            if count > 0 {
+                METRICS.router_records.add(t, count);
+            }
+        }
         Ok(n)
+    }
+
+    /// When the record just read was acknowledged (now, if the log does
+    /// not say).
+    fn ack_ms(&self) -> i64 {
+        self.reader
+            .last_ack_ms()
+            .unwrap_or_else(crate::clock::now_ms)
+    }
+
+    /// Reports the oldest acknowledged record this router has not seen in
+    /// the bucket yet (for `hivestream_oldest_unuploaded_record_age_seconds`).
+    fn report_freshness(&self) {
+        let oldest = self
+            .open
+            .values()
+            .map(|f| f.first_ack_ms)
+            .chain(self.rebuilding.values().map(|(_, f)| f.first_ack_ms))
+            .chain(self.uploading.values().copied())
+            .chain(self.reader.oldest_unread_ack_ms())
+            .min();
+        crate::metrics::freshness::report(self.cfg.worker.as_str(), oldest);
     }
 
     fn route(&mut self, lsn: u64, rec: &Record<'_>) -> Result<(), RouterError> {
@@ -257,8 +293,9 @@ impl Router {
                 self.seal_oldest()?;
             }
             let id = self.ledger.next_id();
-            let file =
+            let mut file =
                 FileBuilder::create(id, &self.files, lsn, rec, p).map_err(self.spool_err())?;
+            file.first_ack_ms = self.ack_ms();
             self.open.insert(p, file);
         }
         let file = &self.open[&p];
@@ -303,18 +340,23 @@ impl Router {
             records: f.records,
         })?;
         crate::failpoint::hit("router.after_seal");
-        METRICS.files_sealed.inc();
+        METRICS.files_sealed.inc(p.data_type);
+        METRICS.file_bytes.observe(f.bytes as f64);
+        METRICS.file_records.observe(f.records as f64);
         self.send_job(f.id, key, UploadKind::Upload, f);
         Ok(())
     }
 
-    fn send_job(&self, id: u64, key: String, kind: UploadKind, f: Finished) {
+    fn send_job(&mut self, id: u64, key: String, kind: UploadKind, f: Finished) {
         METRICS.pending_uploads.add(1);
         self.shared.in_flight().insert(id);
+        self.uploading.insert(id, f.first_ack_ms);
         let job = UploadJob {
             id,
             key,
             kind,
+            data_type: f.partition.data_type,
+            first_ack_ms: f.first_ack_ms,
             path: f.path,
             bytes: f.bytes,
             records: f.records,
@@ -361,6 +403,9 @@ impl Router {
 
     fn collect_done(&mut self, done: &mpsc::Receiver<u64>) -> Result<(), RouterError> {
         let ids: Vec<u64> = done.try_iter().collect();
+        for id in &ids {
+            self.uploading.remove(id);
+        }
         if !ids.is_empty() {
             self.ledger.done(&ids)?;
             crate::failpoint::hit("router.after_done");
@@ -383,6 +428,7 @@ impl Router {
         .min()
         .expect("reader position is always there");
         self.report_open_files();
+        self.report_freshness();
         if low > self.ledger.state().checkpoint {
             self.ledger.checkpoint(low)?;
             crate::failpoint::hit("router.after_checkpoint");
@@ -409,6 +455,7 @@ impl Router {
 impl Drop for Router {
     fn drop(&mut self) {
         METRICS.open_files.sub(self.reported_open);
+        crate::metrics::freshness::report(self.cfg.worker.as_str(), None);
     }
 }
 

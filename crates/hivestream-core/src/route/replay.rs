@@ -50,8 +50,9 @@ impl Router {
             Some((_, b)) => b.push(lsn, rec).map_err(spool_err)?,
             None => {
                 let p = Partition::of(rec.data_type, rec.time_ms);
-                let b =
+                let mut b =
                     FileBuilder::create(seal.id, &self.files, lsn, rec, p).map_err(spool_err)?;
+                b.first_ack_ms = self.ack_ms();
                 self.rebuilding.insert(seal.id, (seal.clone(), b));
             }
         }

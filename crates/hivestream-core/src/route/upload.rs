@@ -40,6 +40,9 @@ pub struct UploadJob {
     pub id: u64,
     pub key: String,
     pub kind: UploadKind,
+    pub data_type: crate::log::record::DataType,
+    /// When the log acknowledged the file's oldest record.
+    pub first_ack_ms: i64,
     pub path: PathBuf,
     pub bytes: u64,
     pub records: u64,
@@ -132,6 +135,7 @@ enum Outcome {
 
 async fn upload_with_retry(store: &dyn ObjectStore, job: &UploadJob) -> Outcome {
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(30));
+    let started = std::time::Instant::now();
     loop {
         if !tokio::fs::try_exists(&job.path).await.unwrap_or(true) {
             tracing::error!(key = %job.key, path = %job.path.display(), "spool file missing; the router rebuilds it from the WAL");
@@ -139,9 +143,16 @@ async fn upload_with_retry(store: &dyn ObjectStore, job: &UploadJob) -> Outcome 
         }
         match upload_file(store, &job.key, &job.path).await {
             Ok(()) => {
-                METRICS.files_uploaded.inc();
-                METRICS.uploaded_bytes.add(job.bytes);
-                METRICS.uploaded_records.add(job.records);
+                METRICS.files_uploaded.inc(job.data_type);
+                METRICS.uploaded_bytes.add(job.data_type, job.bytes);
+                METRICS.uploaded_records.add(job.data_type, job.records);
+                METRICS
+                    .upload_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                let lag_ms = crate::clock::now_ms() - job.first_ack_ms;
+                METRICS
+                    .ack_to_upload_seconds
+                    .observe(lag_ms.max(0) as f64 / 1000.0);
                 tracing::debug!(key = %job.key, bytes = job.bytes, records = job.records, "uploaded");
                 return Outcome::Uploaded;
             }

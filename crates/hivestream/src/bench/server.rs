@@ -63,11 +63,21 @@ impl ServerProbe {
     }
 }
 
-/// Finds `name value` in Prometheus text.
+/// The value of `name` in Prometheus text, summed over its label sets.
 fn parse_sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
+    let values: Vec<f64> = text
+        .lines()
         .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = match rest.strip_prefix('{') {
+                Some(labels) => labels.split_once('}')?.1,
+                None => rest,
+            };
+            rest.strip_prefix(' ')?.trim().parse().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
 }
 
 #[cfg(test)]
@@ -76,9 +86,11 @@ mod tests {
 
     #[test]
     fn parses_samples_by_exact_name() {
-        let text = "# HELP a_total x\na_total 5\na_total_more 7\nb 1.5\n";
+        let text =
+            "# HELP a_total x\na_total 5\na_total_more 7\nb 1.5\nc{t=\"x\"} 2\nc{t=\"y\"} 3\n";
         assert_eq!(parse_sample(text, "a_total"), Some(5.0));
+        assert_eq!(parse_sample(text, "c"), Some(5.0));
         assert_eq!(parse_sample(text, "b"), Some(1.5));
-        assert_eq!(parse_sample(text, "c"), None);
+        assert_eq!(parse_sample(text, "d"), None);
     }
 }

@@ -274,12 +274,22 @@ impl Server {
         request(&self.addr, "GET", path, &[], b"")
     }
 
-    /// An unlabelled sample from `GET /metrics`.
+    /// A sample from `GET /metrics`, summed over its label sets.
     pub fn metric(&self, name: &str) -> Option<f64> {
         let text = String::from_utf8(self.get("/metrics").body).ok()?;
-        text.lines()
+        let values: Vec<f64> = text
+            .lines()
             .filter(|l| !l.starts_with('#'))
-            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+            .filter_map(|l| {
+                let rest = l.strip_prefix(name)?;
+                let rest = match rest.strip_prefix('{') {
+                    Some(labels) => labels.split_once('}')?.1,
+                    None => rest,
+                };
+                rest.strip_prefix(' ')?.trim().parse().ok()
+            })
+            .collect();
+        (!values.is_empty()).then(|| values.iter().sum())
     }
 
     /// Polls `check` every 100 ms until it holds or `timeout` passes.

@@ -129,9 +129,20 @@ pub fn ops_app() -> Router {
         .method_not_allowed_fallback(method_not_allowed)
 }
 
+/// Counts every request and times it by route template (bounded labels:
+/// the route table, or `unmatched`).
 async fn count_requests(req: Request, next: Next) -> Response {
     METRICS.http_requests.inc();
-    next.run(req).await
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let started = std::time::Instant::now();
+    let resp = next.run(req).await;
+    METRICS
+        .http_request_seconds
+        .observe(&route, started.elapsed().as_secs_f64());
+    resp
 }
 
 async fn healthz() -> Response {
