@@ -1,0 +1,180 @@
+//! Validation of every setting: defaults, bounds and the error each bad value gets.
+
+use super::*;
+
+#[test]
+fn defaults_are_the_embedded_setup() {
+    let c = RawConfig::default().validate().unwrap();
+    assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(
+        c.sink,
+        SinkTarget::Local(PathBuf::from("./hivestream-data/bucket"))
+    );
+    assert_eq!(c.flush_interval, Duration::from_secs(60));
+    assert_eq!(c.max_file_bytes, 64 << 20);
+}
+
+#[test]
+fn s3_sink_with_prefix() {
+    let raw = RawConfig {
+        sink: Some("s3://my-bucket/raw/events".into()),
+        ..Default::default()
+    };
+    let c = raw.validate().unwrap();
+    assert_eq!(
+        c.sink,
+        SinkTarget::S3 {
+            bucket: "my-bucket".into()
+        }
+    );
+    assert_eq!(c.prefix, "raw/events/");
+    for bad in ["s3://B", "s3://a/../x", "ftp://x", "s3://ab"] {
+        let raw = RawConfig {
+            sink: Some(bad.into()),
+            ..Default::default()
+        };
+        assert!(raw.validate().is_err(), "{bad}");
+    }
+}
+
+#[test]
+fn toml_rejects_unknown_keys_and_overlays() {
+    assert!(RawConfig::from_toml("nope = 1").is_err());
+    let file = RawConfig::from_toml("flush_interval = \"2s\"\nlisten = \"127.0.0.1:9\"").unwrap();
+    let cli = RawConfig {
+        listen: Some("127.0.0.1:10".into()),
+        ..Default::default()
+    };
+    let c = file.overlay(cli).validate().unwrap();
+    assert_eq!(c.listen.port(), 10);
+    assert_eq!(c.flush_interval, Duration::from_secs(2));
+    let later = RawConfig {
+        segment_snapshot_interval: Some("5m".into()),
+        ..Default::default()
+    };
+    let c = RawConfig::default().overlay(later).validate().unwrap();
+    assert_eq!(c.segment_snapshot_interval, Duration::from_secs(300));
+}
+
+#[test]
+fn open_listen_needs_keys() {
+    let raw = RawConfig {
+        listen: Some("0.0.0.0:8080".into()),
+        ..Default::default()
+    };
+    assert!(matches!(
+        raw.clone().validate(),
+        Err(ConfigError::OpenWithoutKeys(_))
+    ));
+    let raw = RawConfig {
+        api_keys: Some(vec!["k".into()]),
+        ..raw
+    };
+    assert!(raw.validate().is_ok());
+}
+
+#[test]
+fn cluster_settings_refuse_what_could_lose_data() {
+    let c = RawConfig::default().validate().unwrap().cluster;
+    assert_eq!((c.partitions, c.replicas), (16, 3));
+    assert!(c.nats.is_empty());
+    let with = |raw: RawConfig| raw.validate().map(|c| c.cluster);
+    let urls = with(RawConfig {
+        nats: Some("nats://a:1, nats://b:2,".into()),
+        ..Default::default()
+    })
+    .unwrap();
+    assert_eq!(urls.nats, ["nats://a:1", "nats://b:2"]);
+    for bad in [
+        RawConfig {
+            nats: Some("http://a".into()),
+            ..Default::default()
+        },
+        RawConfig {
+            replicas: Some(1),
+            ..Default::default()
+        },
+        RawConfig {
+            partitions: Some(0),
+            ..Default::default()
+        },
+        RawConfig {
+            duplicate_window: Some("5s".into()),
+            ..Default::default()
+        },
+        RawConfig {
+            lease_ttl: Some("100ms".into()),
+            ..Default::default()
+        },
+    ] {
+        assert!(with(bad).is_err());
+    }
+}
+
+#[test]
+fn keys_have_scopes_and_origins() {
+    let text = r#"
+            api_keys = ["legacy-admin"]
+            ingest_keys = ["pk_public"]
+            allowed_origins = ["https://news.example", "https://*.news.example"]
+            [[keys]]
+            key = "sk_another_admin_key"
+            scope = "admin"
+            [[keys]]
+            key = "pk_partner_site_key"
+            scope = "ingest"
+            origins = ["https://partner.example"]
+        "#;
+    let keys = RawConfig::from_toml(text).unwrap().validate().unwrap().keys;
+    let scopes: Vec<(String, Scope, usize)> = keys
+        .iter()
+        .map(|k| (k.secret.0.clone(), k.scope, k.origins.len()))
+        .collect();
+    assert_eq!(
+        scopes,
+        [
+            ("legacy-admin".into(), Scope::Admin, 0),
+            ("pk_public".into(), Scope::Ingest, 2),
+            ("sk_another_admin_key".into(), Scope::Admin, 0),
+            ("pk_partner_site_key".into(), Scope::Ingest, 1)
+        ]
+    );
+    for bad in [
+        "allowed_origins = [\"https://news.example/\"]",
+        "[[keys]]\nkey = \"short\"\nscope = \"admin\"",
+        "[[keys]]\nkey = \"long-enough-key-xyz\"\nscope = \"root\"",
+    ] {
+        let parsed = RawConfig::from_toml(bad).map(|r| r.validate());
+        assert!(!matches!(parsed, Ok(Ok(_))), "{bad}");
+    }
+}
+
+#[test]
+fn durations() {
+    assert_eq!(
+        parse_duration("f", "500ms").unwrap(),
+        Duration::from_millis(500)
+    );
+    assert_eq!(parse_duration("f", "7").unwrap(), Duration::from_secs(7));
+    assert_eq!(
+        parse_duration("f", "2h").unwrap(),
+        Duration::from_secs(7200)
+    );
+    assert!(parse_duration("f", "1d").is_err());
+    assert!(parse_duration("f", "x").is_err());
+}
+
+#[test]
+fn secrets_do_not_debug_print() {
+    let raw = RawConfig {
+        secret_access_key: Some("SUPERSECRET".into()),
+        api_keys: Some(vec!["APIKEY1".into()]),
+        ..Default::default()
+    };
+    let dbg = format!("{:?}", raw.validate().unwrap());
+    assert!(dbg.contains("Secret(***)"), "{dbg}");
+    assert!(
+        !dbg.contains("SUPERSECRET") && !dbg.contains("APIKEY1"),
+        "{dbg}"
+    );
+}
