@@ -207,7 +207,7 @@ pub async fn serve(
         addr: cfg.listen,
         source,
     })?;
-    tracing::info!(%addr, worker = worker.as_str(), sink = ?cfg.sink, prefix = %cfg.prefix, "hivestream serving");
+    tracing::info!(%addr, worker = worker.as_str(), sink = ?cfg.sink, prefix = %cfg.prefix, objects = %cfg.s3.objects.describe(), "hivestream serving");
     println!("listening on {addr}");
     serve_http(listener, app(state), cfg.connections, shutdown).await;
     tracing::info!("stopped accepting requests; sealing and uploading");

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 use hivestream_core::config::RawConfig;
+use hivestream_core::sink::object::ObjectTags;
 
 /// Settings shared by `serve`, `doctor` and the cluster commands.
 #[derive(Args)]
@@ -39,6 +40,24 @@ pub struct ServeArgs {
     /// Profile in ~/.aws/credentials and ~/.aws/config (default AWS_PROFILE).
     #[arg(long, env = "HIVESTREAM_PROFILE")]
     profile: Option<String>,
+    /// S3 server-side encryption: AES256 (SSE-S3) or aws:kms (SSE-KMS); default the bucket's.
+    #[arg(long, env = "HIVESTREAM_SERVER_SIDE_ENCRYPTION")]
+    server_side_encryption: Option<String>,
+    /// SSE-KMS key id, ARN or alias/NAME (default the account's aws/s3 key).
+    #[arg(long, env = "HIVESTREAM_SSE_KMS_KEY_ID")]
+    sse_kms_key_id: Option<String>,
+    /// SSE-KMS: use an S3 Bucket Key (true/false; default the bucket's setting).
+    #[arg(long, env = "HIVESTREAM_SSE_BUCKET_KEY")]
+    sse_bucket_key: Option<bool>,
+    /// Storage class of every object, e.g. STANDARD_IA (default the bucket's).
+    #[arg(long, env = "HIVESTREAM_STORAGE_CLASS")]
+    storage_class: Option<String>,
+    /// Tags on every object, e.g. team=data,env=prod (at most 10).
+    #[arg(long, env = "HIVESTREAM_OBJECT_TAGS")]
+    object_tags: Option<ObjectTags>,
+    /// Canned ACL of every object: bucket-owner-full-control, bucket-owner-read or private.
+    #[arg(long, env = "HIVESTREAM_ACL")]
+    acl: Option<String>,
     /// Admin keys, as in earlier versions (repeat, or comma-separated in HIVESTREAM_API_KEYS).
     #[arg(
         long = "api-key",
@@ -156,6 +175,12 @@ impl ServeArgs {
             secret_access_key: self.secret_access_key,
             session_token: self.session_token,
             profile: self.profile,
+            server_side_encryption: self.server_side_encryption,
+            sse_kms_key_id: self.sse_kms_key_id,
+            sse_bucket_key: self.sse_bucket_key,
+            storage_class: self.storage_class,
+            object_tags: self.object_tags,
+            acl: self.acl,
             api_keys: self.api_keys,
             admin_keys: self.admin_keys,
             ingest_keys: self.ingest_keys,

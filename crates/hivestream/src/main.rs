@@ -33,7 +33,8 @@ enum Command {
     /// Cluster mode: run both roles in one process.
     Node(Box<NodeArgs>),
     /// Check the sink as configured (same settings as serve): credentials,
-    /// region, bucket, list/put/get/delete on the prefix, public access block.
+    /// region, bucket, bucket policy against the object settings,
+    /// list/put/get/delete on the prefix, public access block.
     Doctor(Box<ServeArgs>),
     /// Print the statements that make the bucket queryable at once (Athena
     /// with partition projection, DuckDB views, Spark SQL tables).
@@ -46,6 +47,10 @@ enum Command {
         bucket: String,
         #[arg(long, default_value = "")]
         prefix: String,
+        /// ARN of the SSE-KMS key objects are encrypted with, if any: adds
+        /// kms:GenerateDataKey and kms:Decrypt on that key alone.
+        #[arg(long)]
+        kms_key: Option<String>,
     },
 }
 
@@ -65,9 +70,10 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
 }
 
 /// The least-privilege policy for `serve` and `doctor`: list only under the
-/// prefix; get, put and delete only objects under it; and the two bucket
-/// reads `doctor` makes (location, public access block).
-fn iam_policy(bucket: &str, prefix: &str) -> String {
+/// prefix; get, put (with tags and ACL) and delete only objects under it;
+/// the bucket reads `doctor` makes (location, public access block,
+/// policy); and, with SSE-KMS, data keys from that one key.
+fn iam_policy(bucket: &str, prefix: &str, kms_key: Option<&str>) -> anyhow::Result<String> {
     let prefix = prefix.trim_matches('/');
     let bucket_arn = format!("arn:aws:s3:::{bucket}");
     let (objects, list) = if prefix.is_empty() {
@@ -86,17 +92,28 @@ fn iam_policy(bucket: &str, prefix: &str) -> String {
             }),
         )
     };
-    let policy = serde_json::json!({
-        "Version": "2012-10-17",
-        "Statement": [
-            list,
-            { "Sid": "HivestreamBucketChecks", "Effect": "Allow",
-              "Action": ["s3:GetBucketLocation", "s3:GetBucketPublicAccessBlock"], "Resource": [bucket_arn] },
-            { "Sid": "HivestreamObjects", "Effect": "Allow",
-              "Action": ["s3:List*", "s3:Get*", "s3:Put*", "s3:Delete*"], "Resource": [objects] }
-        ]
-    });
-    serde_json::to_string_pretty(&policy).expect("policy serialises")
+    let mut statements = vec![
+        list,
+        serde_json::json!({ "Sid": "HivestreamBucketChecks", "Effect": "Allow",
+          "Action": ["s3:GetBucketLocation", "s3:GetBucketPublicAccessBlock", "s3:GetBucketPolicy"],
+          "Resource": [bucket_arn] }),
+        serde_json::json!({ "Sid": "HivestreamObjects", "Effect": "Allow",
+          "Action": ["s3:List*", "s3:Get*", "s3:Put*", "s3:Delete*"], "Resource": [objects] }),
+    ];
+    if let Some(key) = kms_key {
+        if !key.starts_with("arn:aws") || !key.contains(":key/") {
+            anyhow::bail!(
+                "--kms-key needs the key's ARN (arn:aws:kms:REGION:ACCOUNT:key/ID): IAM names keys by ARN, not alias"
+            );
+        }
+        // Decrypt: multipart uploads and doctor's read-back need it.
+        statements.push(
+            serde_json::json!({ "Sid": "HivestreamKms", "Effect": "Allow",
+          "Action": ["kms:GenerateDataKey", "kms:Decrypt"], "Resource": [key] }),
+        );
+    }
+    let policy = serde_json::json!({ "Version": "2012-10-17", "Statement": statements });
+    Ok(serde_json::to_string_pretty(&policy)?)
 }
 
 /// Caps glibc's malloc arenas. By default glibc gives each thread that
@@ -179,8 +196,12 @@ fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Bench(args) => std::process::exit(bench::run(*args)?),
         Command::Tables(args) => tables(args),
-        Command::IamPolicy { bucket, prefix } => {
-            println!("{}", iam_policy(&bucket, &prefix));
+        Command::IamPolicy {
+            bucket,
+            prefix,
+            kms_key,
+        } => {
+            println!("{}", iam_policy(&bucket, &prefix, kms_key.as_deref())?);
             Ok(())
         }
         Command::Doctor(args) => {

@@ -120,3 +120,31 @@ fn iam_policy_is_scoped_to_bucket_and_prefix() {
         serde_json::json!(["raw", "raw/*"])
     );
 }
+
+#[test]
+fn iam_policy_grants_the_kms_key_by_arn_only() {
+    let arn = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let out = Command::new(env!("CARGO_BIN_EXE_hivestream"))
+        .args(["iam-policy", "--bucket", "b-1", "--kms-key", arn])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let kms = v["Statement"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["Sid"] == "HivestreamKms")
+        .expect("a KMS statement");
+    assert_eq!(kms["Resource"], serde_json::json!([arn]));
+    assert_eq!(
+        kms["Action"],
+        serde_json::json!(["kms:GenerateDataKey", "kms:Decrypt"])
+    );
+    let alias = Command::new(env!("CARGO_BIN_EXE_hivestream"))
+        .args(["iam-policy", "--bucket", "b-1", "--kms-key", "alias/events"])
+        .output()
+        .unwrap();
+    assert!(!alias.status.success());
+    assert!(String::from_utf8_lossy(&alias.stderr).contains("needs the key's ARN"));
+}

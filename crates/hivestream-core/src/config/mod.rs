@@ -12,6 +12,7 @@ use thiserror::Error;
 use crate::collect::access::{ApiKey, OriginPattern, Scope};
 use crate::collect::listener::{default_max_connections, ConnLimits};
 use crate::route::keys::{normalize_prefix, KeyError, WorkerId};
+use crate::sink::object::{ObjectSettings, RawObjectSettings};
 use crate::state::dedup::DedupLimits;
 
 mod cluster;
@@ -46,6 +47,8 @@ pub struct S3Settings {
     pub secret_access_key: Option<Secret>,
     pub session_token: Option<Secret>,
     pub profile: Option<String>,
+    /// Encryption, storage class, tags and ACL of every object written.
+    pub objects: ObjectSettings,
 }
 
 /// Validated configuration.
@@ -230,6 +233,17 @@ impl RawConfig {
             .data_dir
             .unwrap_or_else(|| PathBuf::from("./hivestream-data"));
         let (sink, prefix) = parse_sink(self.sink.as_deref(), &data_dir)?;
+        let objects = object_settings(
+            RawObjectSettings {
+                server_side_encryption: self.server_side_encryption.as_deref(),
+                sse_kms_key_id: self.sse_kms_key_id.clone(),
+                sse_bucket_key: self.sse_bucket_key,
+                storage_class: self.storage_class.as_deref(),
+                object_tags: self.object_tags.clone(),
+                acl: self.acl.as_deref(),
+            },
+            &sink,
+        )?;
         let keys = api_keys(
             self.api_keys.into_iter().chain(self.admin_keys).flatten(),
             self.ingest_keys.unwrap_or_default(),
@@ -265,6 +279,7 @@ impl RawConfig {
                 secret_access_key: self.secret_access_key.map(Secret),
                 session_token: self.session_token.map(Secret),
                 profile: self.profile,
+                objects,
             },
             keys,
             worker_id: self.worker_id.as_deref().map(WorkerId::parse).transpose()?,
@@ -363,6 +378,25 @@ impl RawConfig {
             .map(|c| ClusterSettings { dedup, ..c })?,
         })
     }
+}
+
+/// The object settings, which only an S3 sink can honour: on a local or
+/// memory sink they are refused rather than silently ignored.
+fn object_settings(
+    raw: RawObjectSettings<'_>,
+    sink: &SinkTarget,
+) -> Result<ObjectSettings, ConfigError> {
+    let settings = ObjectSettings::from_raw(raw).map_err(|(field, why)| invalid(field, why))?;
+    if !settings.is_default() && !matches!(sink, SinkTarget::S3 { .. }) {
+        return Err(invalid(
+            "sink",
+            format!(
+                "object settings ({}) apply to s3:// sinks only",
+                settings.describe()
+            ),
+        ));
+    }
+    Ok(settings)
 }
 
 fn origins(list: Vec<String>) -> Result<Vec<OriginPattern>, ConfigError> {

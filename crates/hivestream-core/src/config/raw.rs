@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::ConfigError;
 use crate::collect::access::Scope;
+use crate::sink::object::ObjectTags;
 
 /// Every setting, each optional; see README "Configuration".
 /// Not `Debug`: it holds secrets in the clear.
@@ -36,6 +37,35 @@ pub struct RawConfig {
     pub session_token: Option<String>,
     /// Profile in `~/.aws/credentials` and `~/.aws/config` (default `AWS_PROFILE`).
     pub profile: Option<String>,
+    /// S3 server-side encryption of every object: `AES256` (SSE-S3) or
+    /// `aws:kms` (SSE-KMS). Default: no header, the bucket's default
+    /// encryption applies. Set it when a bucket policy requires the header.
+    pub server_side_encryption: Option<String>,
+    /// SSE-KMS key: key id, key ARN or `alias/NAME`. Default: the account's
+    /// `aws/s3` key. The credentials need `kms:GenerateDataKey` and
+    /// `kms:Decrypt` on it (see `hivestream iam-policy --kms-key`).
+    pub sse_kms_key_id: Option<String>,
+    /// SSE-KMS: use an S3 Bucket Key (`true`), cutting KMS requests (and
+    /// their cost) by orders of magnitude. Default: the bucket's setting.
+    pub sse_bucket_key: Option<bool>,
+    /// Storage class of every object: `STANDARD`, `STANDARD_IA`,
+    /// `ONEZONE_IA`, `INTELLIGENT_TIERING`, `GLACIER_IR` or
+    /// `REDUCED_REDUNDANCY`. Default: the bucket's (`STANDARD`). The
+    /// infrequent-access classes bill at least 128 KiB per object and 30-90
+    /// days: with small files (short `flush_interval`) STANDARD is cheaper.
+    /// Archive classes are refused (objects there cannot be queried).
+    pub storage_class: Option<String>,
+    /// Tags on every object (at most 10), e.g. in TOML
+    /// `object_tags = { team = "data", env = "prod" }`, in flags and the
+    /// environment `team=data,env=prod`. Useful for lifecycle rules and
+    /// cost allocation; the credentials need `s3:PutObjectTagging`.
+    pub object_tags: Option<ObjectTags>,
+    /// Canned ACL of every object: `bucket-owner-full-control` when writing
+    /// into another account's bucket (so its owner can read the events),
+    /// `bucket-owner-read` or `private`. Public ACLs are refused. Default:
+    /// none (buckets with ACLs disabled, the S3 default, refuse any other
+    /// value than `bucket-owner-full-control`).
+    pub acl: Option<String>,
     /// Admin keys (the setting of earlier versions, kept: every key listed
     /// here may do everything). Accepted in `x-api-key` or `?k=`. With no
     /// key of any kind, only loopback listening is allowed.
@@ -190,6 +220,12 @@ impl RawConfig {
         secret_access_key,
         session_token,
         profile,
+        server_side_encryption,
+        sse_kms_key_id,
+        sse_bucket_key,
+        storage_class,
+        object_tags,
+        acl,
         api_keys,
         admin_keys,
         ingest_keys,

@@ -178,3 +178,51 @@ fn secrets_do_not_debug_print() {
         "{dbg}"
     );
 }
+
+#[test]
+fn object_settings_from_toml_and_their_errors() {
+    let raw = RawConfig::from_toml(
+        r#"
+        sink = "s3://events-bucket/raw"
+        server_side_encryption = "aws:kms"
+        sse_kms_key_id = "arn:aws:kms:eu-west-1:111122223333:key/abcd"
+        sse_bucket_key = true
+        storage_class = "INTELLIGENT_TIERING"
+        object_tags = { team = "data", env = "prod" }
+        acl = "bucket-owner-full-control"
+        "#,
+    )
+    .unwrap();
+    let c = raw.validate().unwrap();
+    assert_eq!(
+        c.s3.objects.describe(),
+        "SSE-KMS (key arn:aws:kms:eu-west-1:111122223333:key/abcd, bucket key), \
+         storage class INTELLIGENT_TIERING, 2 tag(s), ACL bucket-owner-full-control"
+    );
+    let s3 = |extra: &str| RawConfig::from_toml(&format!("sink = \"s3://b-1/x\"\n{extra}"));
+    for (toml, field) in [
+        ("acl = \"public-read\"", "acl"),
+        ("sse_kms_key_id = \"k\"", "sse_kms_key_id"),
+        ("storage_class = \"DEEP_ARCHIVE\"", "storage_class"),
+        ("object_tags = \"aws:x=1\"", "object_tags"),
+        (
+            "server_side_encryption = \"rot13\"",
+            "server_side_encryption",
+        ),
+    ] {
+        let err = s3(toml).unwrap().validate().unwrap_err();
+        assert!(
+            matches!(&err, ConfigError::Invalid { field: f, .. } if *f == field),
+            "{toml}: {err}"
+        );
+    }
+    let local = RawConfig {
+        acl: Some("bucket-owner-full-control".into()),
+        ..Default::default()
+    };
+    assert!(local
+        .validate()
+        .unwrap_err()
+        .to_string()
+        .contains("s3:// sinks only"));
+}

@@ -14,11 +14,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod local;
+pub mod object;
 
 use object_store::aws::AmazonS3Builder;
 use object_store::memory::InMemory;
 use object_store::path::Path as ObjectPath;
+use object_store::{ClientConfigKey, ClientOptions};
 use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
+use reqwest::header::{HeaderMap, HeaderValue};
 use thiserror::Error;
 
 use crate::config::{Config, S3Settings, SinkTarget};
@@ -53,12 +56,53 @@ pub fn build_store(cfg: &Config) -> Result<Arc<dyn ObjectStore>, SinkError> {
     match &cfg.sink {
         SinkTarget::Local(dir) => Ok(Arc::new(local_bucket(cfg, dir)?)),
         SinkTarget::Memory => Ok(Arc::new(InMemory::new())),
-        SinkTarget::S3 { bucket } => Ok(Arc::new(
-            s3_builder(bucket, &cfg.s3)
-                .build()
-                .map_err(|e| SinkError::S3(e.to_string()))?,
-        )),
+        SinkTarget::S3 { bucket } => s3_store(bucket, &cfg.s3),
     }
+}
+
+/// The S3 store uploads use: the configured object settings on every
+/// write (see [`object`] for which header each becomes).
+pub fn s3_store(bucket: &str, s: &S3Settings) -> Result<Arc<dyn ObjectStore>, SinkError> {
+    let build = |b: AmazonS3Builder| -> Result<Arc<dyn ObjectStore>, SinkError> {
+        Ok(Arc::new(
+            b.build().map_err(|e| SinkError::S3(e.to_string()))?,
+        ))
+    };
+    let reads = build(s3_builder(bucket, s))?;
+    if s.objects.is_default() {
+        return Ok(reads);
+    }
+    let writes = match s.objects.acl {
+        Some(acl) => build(s3_builder_with_headers(bucket, s, acl_headers(acl)))?,
+        None => reads.clone(),
+    };
+    Ok(Arc::new(object::ObjectDefaults::new(
+        reads, writes, &s.objects,
+    )))
+}
+
+fn acl_headers(acl: object::CannedAcl) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    h.insert("x-amz-acl", HeaderValue::from_static(acl.as_str()));
+    h
+}
+
+/// [`s3_builder`] whose client sends `headers` on every request (signed,
+/// as S3 requires of `x-amz-*` headers). Replacing the client options
+/// drops those `from_env` read, so they are read again here.
+fn s3_builder_with_headers(bucket: &str, s: &S3Settings, headers: HeaderMap) -> AmazonS3Builder {
+    let mut options = ClientOptions::new();
+    for (key, value) in std::env::vars() {
+        let Some(name) = key.strip_prefix("AWS_") else {
+            continue;
+        };
+        if let Ok(k) = name.to_ascii_lowercase().parse::<ClientConfigKey>() {
+            options = options.with_config(k, value);
+        }
+    }
+    let base =
+        AmazonS3Builder::from_env().with_client_options(options.with_default_headers(headers));
+    configure(base, bucket, s)
 }
 
 /// Builds the store for a process that uploads (`serve`): as
@@ -84,9 +128,14 @@ pub fn open_for_uploads(cfg: &Config) -> Result<Arc<dyn ObjectStore>, SinkError>
     Ok(Arc::new(bucket))
 }
 
-/// An S3 builder with every credential source applied in order.
+/// An S3 builder with every credential source applied in order, and the
+/// configured encryption.
 pub fn s3_builder(bucket: &str, s: &S3Settings) -> AmazonS3Builder {
-    let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    configure(AmazonS3Builder::from_env(), bucket, s)
+}
+
+fn configure(b: AmazonS3Builder, bucket: &str, s: &S3Settings) -> AmazonS3Builder {
+    let mut b = s.objects.apply_encryption(b.with_bucket_name(bucket));
     let profile = s
         .profile
         .clone()
@@ -343,3 +392,6 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod object_wire_tests;
