@@ -2,7 +2,9 @@
 //! now" with one number, which rises while records wait and falls to 0 once
 //! they are uploaded; records and files carry a data type label; the
 //! histograms fill; and every metric the Grafana dashboard and the
-//! Prometheus alert rules in `deploy/` use exists in a real scrape.
+//! Prometheus alert rules in `deploy/` use exists in a real scrape. With
+//! `--log-format json` every log line is one JSON object, and each error
+//! response is logged with the request id its client was given.
 
 mod common;
 
@@ -94,4 +96,47 @@ fn freshness_labels_histograms_and_the_shipped_dashboards() {
         );
     }
     assert_eq!(server.terminate(), 0);
+}
+
+#[test]
+fn json_logs_carry_the_request_id_of_every_error_response() {
+    let mut setup = Setup::new(Backend::Local, "jsonlog");
+    setup
+        .env
+        .push(("HIVESTREAM_LOG_FORMAT".into(), "json".into()));
+    let server = setup.start("1s");
+    let bad = server.post("/v2.0/events", &[JSON], b"{not json");
+    assert_eq!(bad.status, 400);
+    let missing = server.get("/v2.0/nowhere");
+    assert_eq!(missing.status, 404);
+    assert_eq!(server.terminate(), 0);
+    let log = std::fs::read_to_string(setup.log_path()).unwrap();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(
+        lines.iter().any(|l| l["message"] == "hivestream serving"),
+        "{log}"
+    );
+    for (resp, status, route, method) in [
+        (&bad, 400, "/v2.0/events", "POST"),
+        (&missing, 404, "unmatched", "GET"),
+    ] {
+        let id = resp.json()["request_id"].as_str().unwrap().to_string();
+        assert_eq!(resp.header("x-request-id"), Some(id.as_str()));
+        let line = lines
+            .iter()
+            .find(|l| l["request_id"] == id.as_str())
+            .unwrap_or_else(|| panic!("no log line for {id}:\n{log}"));
+        assert_eq!(line["message"], "error response");
+        assert_eq!(line["status"], status);
+        assert_eq!(line["route"], route);
+        assert_eq!(line["method"], method);
+        assert_eq!(line["level"], "INFO");
+        assert!(
+            line["cause"].as_str().is_some_and(|c| !c.is_empty()),
+            "{line}"
+        );
+    }
 }

@@ -9,6 +9,7 @@ pub mod guard;
 mod identity;
 mod sdk;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
@@ -23,6 +24,7 @@ pub use body::BodyLimits;
 use crate::collect::access::Access;
 use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::collect::backend::{CohortApi, Ingest};
+use crate::collect::listener::PeerAddr;
 use crate::metrics::METRICS;
 
 /// What handlers share.
@@ -34,6 +36,15 @@ pub struct AppState {
     pub rate_limit: Option<crate::collect::ratelimit::RateLimiter>,
     pub bodies: BodyLimits,
     pub max_batch_items: usize,
+}
+
+/// What [`count_requests`] logs about an error response: its request id
+/// (also in the envelope and `x-request-id`), code and cause.
+#[derive(Clone)]
+struct ErrorLog {
+    request_id: String,
+    code: u16,
+    cause: String,
 }
 
 /// Renders an error as the envelope with a fresh request id.
@@ -58,7 +69,55 @@ pub fn error_response(err: &ApiError) -> Response {
     if let Some(secs) = err.retry_after {
         headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
     }
+    resp.extensions_mut().insert(ErrorLog {
+        request_id,
+        code: err.kind.code(),
+        cause: err.cause.clone(),
+    });
     resp
+}
+
+/// Text with its control characters escaped, so a cause quoting client
+/// input cannot forge log lines in the text format (JSON escapes anyway).
+struct Printable<'a>(&'a str);
+
+impl std::fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::fmt::Write as _;
+        for c in self.0.chars() {
+            if c.is_control() {
+                write!(f, "{}", c.escape_debug())?;
+            } else {
+                f.write_char(c)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// One log line per error response, so a client's `request_id` leads to
+/// it: 500 at error, 503 at warn, 429 at debug (they come in floods and
+/// are counted in `/metrics`), other 4xx at info.
+fn log_error(
+    e: &ErrorLog,
+    method: &axum::http::Method,
+    route: &str,
+    peer: Option<SocketAddr>,
+    status: u16,
+) {
+    let peer = peer.map_or_else(|| "unknown".to_string(), |p| p.to_string());
+    macro_rules! at {
+        ($level:expr) => {
+            tracing::event!(target: "hivestream::http", $level, request_id = %e.request_id, status, code = e.code,
+                %method, route, peer = %Printable(&peer), cause = %Printable(&e.cause), "error response")
+        };
+    }
+    match status {
+        503 => at!(tracing::Level::WARN),
+        500.. => at!(tracing::Level::ERROR),
+        429 => at!(tracing::Level::DEBUG),
+        _ => at!(tracing::Level::INFO),
+    }
 }
 
 impl IntoResponse for ApiError {
@@ -127,6 +186,7 @@ pub fn ops_app() -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn(count_requests))
 }
 
 /// Counts every request and times it by route template (bounded labels:
@@ -137,11 +197,16 @@ async fn count_requests(req: Request, next: Next) -> Response {
         .extensions()
         .get::<axum::extract::MatchedPath>()
         .map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = req.method().clone();
+    let peer = req.extensions().get::<PeerAddr>().map(|p| p.0);
     let started = std::time::Instant::now();
     let resp = next.run(req).await;
     METRICS
         .http_request_seconds
         .observe(&route, started.elapsed().as_secs_f64());
+    if let Some(e) = resp.extensions().get::<ErrorLog>() {
+        log_error(e, &method, &route, peer, resp.status().as_u16());
+    }
     resp
 }
 
