@@ -24,6 +24,7 @@ pub mod collect;
 pub mod config;
 pub mod conformance;
 pub mod corpus;
+pub mod data_format;
 pub mod disk;
 pub mod doctor;
 pub mod failpoint;

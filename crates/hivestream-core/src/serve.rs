@@ -40,6 +40,8 @@ pub enum ServeError {
     },
     #[error("another hivestream process is using {0} (its LOCK file is held)")]
     Locked(PathBuf),
+    #[error("data directory format: {0}")]
+    Format(#[from] crate::data_format::FormatError),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
@@ -64,7 +66,8 @@ fn data_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
     }
 }
 
-/// Takes an exclusive lock on the data dir for the life of the process.
+/// Takes an exclusive lock on the data dir for the life of the process and
+/// checks it is of a format this release reads (see [`crate::data_format`]).
 pub fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
     std::fs::create_dir_all(dir).map_err(data_err(dir))?;
     let path = dir.join("LOCK");
@@ -75,10 +78,14 @@ pub fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
         .open(&path)
         .map_err(data_err(&path))?;
     match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(ServeError::Locked(dir.to_path_buf())),
-        Err(std::fs::TryLockError::Error(e)) => Err(data_err(&path)(e)),
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(ServeError::Locked(dir.to_path_buf()))
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(data_err(&path)(e)),
     }
+    crate::data_format::check(dir)?;
+    Ok(file)
 }
 
 /// The configured worker id, or the one kept in the data dir (created on

@@ -38,7 +38,7 @@ pub mod frame;
 mod reader;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 pub use frame::{decode_frame, encode_frame, FrameError, MAX_PAYLOAD_LEN};
@@ -48,6 +48,8 @@ use thiserror::Error;
 
 /// Segment file header: magic and format version.
 pub const SEGMENT_HEADER: &[u8; 8] = b"HSWAL\0\0\x01";
+/// The segment format this release writes and reads (the header's last byte).
+pub const FORMAT_VERSION: u8 = SEGMENT_HEADER[7];
 const HEADER_LEN: u64 = SEGMENT_HEADER.len() as u64;
 
 /// A position in the log (see the module doc).
@@ -72,6 +74,13 @@ pub enum WalError {
     /// A reader was asked for an LSN that was truncated away.
     #[error("lsn {0} is no longer in the WAL (oldest is {1})")]
     Truncated(Lsn, Lsn),
+    /// A segment was written by a newer release in a format this one
+    /// cannot read; nothing was changed.
+    #[error(
+        "WAL segment {path} has format version {found}; this binary reads version {FORMAT_VERSION}. \
+         It was written by a newer hivestream: run that release (or newer) until the backlog is uploaded"
+    )]
+    NewerFormat { path: PathBuf, found: u8 },
 }
 
 pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> WalError + '_ {
@@ -159,6 +168,7 @@ impl Wal {
             if file_len < HEADER_LEN {
                 return Err(corrupt(&dir, base, base, "segment shorter than its header"));
             }
+            check_header(&dir, base)?;
             segments.push(Segment {
                 base,
                 len: file_len - HEADER_LEN,
@@ -323,6 +333,32 @@ impl Wal {
 fn write_all_at(file: &File, buf: &[u8], offset: u64) -> io::Result<()> {
     use std::os::unix::fs::FileExt;
     file.write_all_at(buf, offset)
+}
+
+/// Refuses a segment that is not ours, or is of a newer format, before any
+/// of it is read: a newer format must never be mistaken for a torn tail
+/// and cut.
+fn check_header(dir: &Path, base: Lsn) -> Result<(), WalError> {
+    let path = segment_path(dir, base);
+    let mut header = [0u8; HEADER_LEN as usize];
+    File::open(&path)
+        .and_then(|mut f| f.read_exact(&mut header))
+        .map_err(io_err(&path))?;
+    if header == *SEGMENT_HEADER {
+        return Ok(());
+    }
+    if header[..7] == SEGMENT_HEADER[..7] && header[7] > FORMAT_VERSION {
+        return Err(WalError::NewerFormat {
+            path,
+            found: header[7],
+        });
+    }
+    Err(corrupt(
+        dir,
+        base,
+        base,
+        "not a hivestream WAL segment header",
+    ))
 }
 
 fn corrupt(dir: &Path, base: Lsn, lsn: Lsn, reason: &str) -> WalError {

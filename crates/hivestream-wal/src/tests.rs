@@ -83,6 +83,41 @@ fn torn_tail_is_cut_on_open() {
 }
 
 #[test]
+fn a_newer_format_is_refused_untouched_and_a_foreign_file_is_corrupt() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut wal, _) = Wal::open(dir.path(), WalOptions::default()).unwrap();
+    wal.append(b"written by this release").unwrap();
+    wal.commit().unwrap();
+    drop(wal);
+    let path = segment_path(dir.path(), 0);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // A newer release's segment: same magic, version 2, frames this
+    // release cannot judge. Opening must not cut them as a torn tail.
+    bytes[7] = FORMAT_VERSION + 1;
+    bytes.extend_from_slice(b"frames of an unknown shape");
+    std::fs::write(&path, &bytes).unwrap();
+    let Err(err) = Wal::open(dir.path(), WalOptions::default()) else {
+        panic!("a newer segment was opened");
+    };
+    assert!(
+        matches!(&err, WalError::NewerFormat { found, .. } if *found == FORMAT_VERSION + 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("newer hivestream"), "{err}");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        bytes,
+        "the segment was changed"
+    );
+    bytes[..5].copy_from_slice(b"XXXXX");
+    std::fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        Wal::open(dir.path(), WalOptions::default()),
+        Err(WalError::Corrupt { .. })
+    ));
+}
+
+#[test]
 fn truncate_keeps_active_segment_and_reader_reports_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let (mut wal, _) = Wal::open(dir.path(), small()).unwrap();
