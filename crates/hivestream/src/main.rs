@@ -205,18 +205,23 @@ fn tables(args: Box<TablesArgs>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs the cluster roles until SIGTERM or SIGINT.
-fn run_node(args: Box<NodeArgs>, collect: bool, route: bool) -> anyhow::Result<()> {
-    let cfg = args.into_raw()?.validate()?;
+/// Runs `f` to completion on a multi-threaded runtime.
+fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(async {
+    Ok(rt.block_on(f))
+}
+
+/// Runs the cluster roles until SIGTERM or SIGINT.
+fn run_node(args: Box<NodeArgs>, collect: bool, route: bool) -> anyhow::Result<()> {
+    let cfg = args.into_raw()?.validate()?;
+    block_on(async {
         let signal = shutdown_signal()?;
         let roles = hivestream_cluster::node::Roles { collect, route };
         hivestream_cluster::node::run_node(cfg, roles, signal).await?;
         anyhow::Ok(())
-    })
+    })?
 }
 
 fn main() -> anyhow::Result<()> {
@@ -236,10 +241,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Doctor(args) => {
             let cfg = args.into_raw()?.validate()?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            let report = rt.block_on(hivestream_core::doctor::run(&cfg));
+            let report = block_on(hivestream_core::doctor::run(&cfg))?;
             print!("{}", report.render());
             std::process::exit(i32::from(report.failed()));
         }
@@ -248,15 +250,11 @@ fn main() -> anyhow::Result<()> {
         Command::Node(args) => run_node(args, true, true),
         Command::Serve(args) => {
             let cfg = args.into_raw()?.validate()?;
-            let rt = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()?;
-            rt.block_on(async {
+            block_on(async {
                 let signal = shutdown_signal()?;
                 hivestream_core::serve::serve(cfg, signal).await?;
                 anyhow::Ok(())
-            })?;
-            Ok(())
+            })?
         }
     }
 }

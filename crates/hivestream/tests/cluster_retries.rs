@@ -27,15 +27,6 @@ fn ev(n: u128) -> String {
     )
 }
 
-fn ids_of(v: &serde_json::Value) -> Vec<String> {
-    v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["event_id"].as_str().map(str::to_string))
-        .collect()
-}
-
 /// Publishes event `n` straight to its partition, as a collector would.
 fn publish_copy(setup: &ClusterSetup, n: u128) {
     let line = format!(
@@ -102,7 +93,7 @@ fn retries_are_written_once_whichever_collector_they_reach() {
     );
     let again = request(&a1, "POST", "/v2.0/events/batch", &[JSON], body.as_bytes());
     assert_eq!(again.status, 200);
-    let (ids1, ids2) = (ids_of(&first.json()), ids_of(&again.json()));
+    let (ids1, ids2) = (event_ids(&first.json()), event_ids(&again.json()));
     assert_eq!(ids1[..10], ids2[..10], "the client's ids, answered alike");
 
     // A single event: the retry gets the body stored the first time.

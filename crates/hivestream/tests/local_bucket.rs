@@ -11,7 +11,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::time::Duration;
 
 use common::verify::{assert_exactly_once, files_under, is_contract_key};
@@ -25,19 +24,8 @@ print(json.dumps([str(x) for x in t.column("event_id").to_pylist()]))
 "#;
 
 fn pyarrow_ids(setup: &Setup) -> Vec<String> {
-    let script = setup.dir.path().join("read.py");
-    std::fs::write(&script, PYARROW).unwrap();
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(setup.dir.path().join("bucket/type=events"))
-        .output()
-        .expect("run python3");
-    assert!(
-        out.status.success(),
-        "pyarrow could not read the bucket: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let tree = setup.dir.path().join("bucket/type=events");
+    serde_json::from_value(python_json(PYARROW, &[tree.to_str().unwrap()])).unwrap()
 }
 
 #[test]

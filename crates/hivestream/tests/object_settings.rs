@@ -16,23 +16,11 @@ use std::time::Duration;
 
 use common::*;
 
-/// Runs a Python snippet with boto3 against the test endpoint; its stdout
-/// is JSON.
+/// Runs a Python snippet with boto3 against the test endpoint (`argv[1]`).
 fn boto(script: &str, args: &[&str]) -> serde_json::Value {
     let prelude = "import boto3, json, sys\n\
         s3 = boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1')\n";
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(format!("{prelude}{script}"))
-        .args(args)
-        .output()
-        .expect("python3");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    python_json(&format!("{prelude}{script}"), args)
 }
 
 const HEADS: &str = "\

@@ -10,7 +10,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 
 use common::*;
 use hivestream_core::corpus::Corpus;
@@ -89,19 +88,8 @@ fn duckdb_and_pyarrow_read_exactly_what_was_acknowledged() {
     }
     assert_eq!(server.terminate(), 0);
 
-    let script = setup.dir.path().join("read.py");
-    std::fs::write(&script, SCRIPT).unwrap();
-    let out = Command::new("python3")
-        .arg(&script)
-        .arg(setup.dir.path().join("bucket"))
-        .output()
-        .expect("run python3");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success(),
-        "the readers failed (scripts/test installs duckdb and pyarrow): {stderr}"
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let bucket = setup.dir.path().join("bucket");
+    let v = python_json(SCRIPT, &[bucket.to_str().unwrap()]);
     let expected: HashSet<&str> = acked.iter().map(String::as_str).collect();
     for reader in ["duckdb_ids", "pyarrow_ids"] {
         let ids: Vec<&str> = v[reader]

@@ -27,15 +27,6 @@ fn batch(server: &Server, items: &[String]) -> serde_json::Value {
     post_items(server, items)
 }
 
-fn ids_of(v: &serde_json::Value) -> Vec<String> {
-    v["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter_map(|r| r["event_id"].as_str().map(str::to_string))
-        .collect()
-}
-
 #[test]
 fn retried_events_are_written_once() {
     let setup = Setup::new(Backend::Local, "retries");
@@ -44,7 +35,7 @@ fn retried_events_are_written_once() {
     let a = batch(&server, &first);
     assert_eq!(a["accepted"], 10);
     assert_eq!(
-        ids_of(&a),
+        event_ids(&a),
         (0..10).map(id).collect::<Vec<_>>(),
         "the client's ids are kept"
     );

@@ -42,22 +42,6 @@ for path, dialect in [(sys.argv[1], "athena"), (sys.argv[2], "spark")]:
 print(json.dumps(out))
 "#;
 
-fn python(script: &str, args: &[&str], dir: &std::path::Path) -> serde_json::Value {
-    let path = dir.join("script.py");
-    std::fs::write(&path, script).unwrap();
-    let out = Command::new("python3")
-        .arg(&path)
-        .args(args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn tables(engine: &str, sink: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_hivestream"))
         .args(["tables", "--engine", engine, "--sink", sink])
@@ -106,10 +90,9 @@ fn duckdb_views_return_the_acknowledged_data_and_ddl_parses() {
     let sql = tables("duckdb", &format!("file://{}", bucket.display()));
     let sql_path = setup.dir.path().join("views.sql");
     std::fs::write(&sql_path, &sql).unwrap();
-    let v = python(
+    let v = python_json(
         DUCKDB,
         &[sql_path.to_str().unwrap(), bucket.to_str().unwrap()],
-        setup.dir.path(),
     );
     let ids: HashSet<&str> = v["ids"]
         .as_array()
@@ -150,11 +133,7 @@ fn duckdb_views_return_the_acknowledged_data_and_ddl_parses() {
     let spark = setup.dir.path().join("spark.sql");
     std::fs::write(&athena, tables("athena", "s3://my-bucket/raw")).unwrap();
     std::fs::write(&spark, tables("spark", "s3://my-bucket/raw")).unwrap();
-    let p = python(
-        PARSE,
-        &[athena.to_str().unwrap(), spark.to_str().unwrap()],
-        setup.dir.path(),
-    );
+    let p = python_json(PARSE, &[athena.to_str().unwrap(), spark.to_str().unwrap()]);
     let fields: Vec<&str> = common::verify::FIELDS.to_vec();
     for dialect in ["athena", "spark"] {
         let events: Vec<&str> = p[dialect]["events"]

@@ -141,6 +141,24 @@ impl Metrics {
     }
 }
 
+/// The value of `name` in a Prometheus text scrape, summed over its label
+/// sets (`None` if it has no sample): what the benchmark and the tests read.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    let values: Vec<f64> = text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let rest = match rest.strip_prefix('{') {
+                Some(labels) => labels.split_once('}')?.1,
+                None => rest,
+            };
+            rest.strip_prefix(' ')?.trim().parse().ok()
+        })
+        .collect();
+    (!values.is_empty()).then(|| values.iter().sum())
+}
+
 /// Refreshes the process memory gauges from `/proc/self/status` (Linux;
 /// elsewhere they stay 0).
 pub fn refresh_process_gauges() {
@@ -164,6 +182,16 @@ pub fn refresh_process_gauges() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_are_read_by_exact_name_summed_over_labels() {
+        let text =
+            "# HELP a_total x\na_total 5\na_total_more 7\nb 1.5\nc{t=\"x\"} 2\nc{t=\"y\"} 3\n";
+        assert_eq!(sample(text, "a_total"), Some(5.0));
+        assert_eq!(sample(text, "c"), Some(5.0));
+        assert_eq!(sample(text, "b"), Some(1.5));
+        assert_eq!(sample(text, "d"), None);
+    }
 
     #[test]
     fn renders_every_metric_with_type_and_labels() {

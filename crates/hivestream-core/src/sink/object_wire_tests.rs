@@ -204,20 +204,22 @@ async fn puts_and_multipart_creates_carry_every_setting_signed() {
     }
 }
 
-#[tokio::test]
-async fn default_settings_send_none_of_the_headers() {
+/// The requests one small upload with `objects` makes.
+async fn one_put(objects: ObjectSettings) -> Vec<Seen> {
     let (endpoint, seen) = fake_s3().await;
-    let store = s3_store("b", &settings(&endpoint, ObjectSettings::default())).unwrap();
-    put_new(
-        store.as_ref(),
-        &Path::from("k"),
-        PutPayload::from_static(b"x"),
-    )
-    .await
-    .unwrap();
+    let store = s3_store("b", &settings(&endpoint, objects)).unwrap();
+    let payload = PutPayload::from_static(b"x");
+    put_new(store.as_ref(), &Path::from("k"), payload)
+        .await
+        .unwrap();
     let seen = seen.lock().unwrap().clone();
     assert!(!seen.is_empty());
-    for r in &seen {
+    seen
+}
+
+#[tokio::test]
+async fn default_settings_send_none_of_the_headers() {
+    for r in one_put(ObjectSettings::default()).await {
         for (name, _) in WRITE_HEADERS {
             assert!(r.header(name).is_none(), "{name} on {r:?}");
         }
@@ -226,21 +228,12 @@ async fn default_settings_send_none_of_the_headers() {
 
 #[tokio::test]
 async fn sse_s3_sends_aes256_alone() {
-    let (endpoint, seen) = fake_s3().await;
     let objects = ObjectSettings::from_raw(RawObjectSettings {
         server_side_encryption: Some("AES256"),
         ..Default::default()
     })
     .unwrap();
-    let store = s3_store("b", &settings(&endpoint, objects)).unwrap();
-    put_new(
-        store.as_ref(),
-        &Path::from("k"),
-        PutPayload::from_static(b"x"),
-    )
-    .await
-    .unwrap();
-    let seen = seen.lock().unwrap().clone();
+    let seen = one_put(objects).await;
     let put = seen.iter().find(|r| r.method == "PUT").unwrap();
     assert_eq!(put.header("x-amz-server-side-encryption"), Some("AES256"));
     assert!(put

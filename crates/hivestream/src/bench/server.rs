@@ -25,7 +25,7 @@ impl ServerProbe {
 
     async fn one(&self, url: &str, name: &str) -> Option<f64> {
         let text = self.client.get(url).send().await.ok()?.text().await.ok()?;
-        parse_sample(&text, name)
+        hivestream_core::metrics::sample(&text, name)
     }
 
     /// The sum of an unlabelled sample over the servers (the largest, for
@@ -60,37 +60,5 @@ impl ServerProbe {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         None
-    }
-}
-
-/// The value of `name` in Prometheus text, summed over its label sets.
-fn parse_sample(text: &str, name: &str) -> Option<f64> {
-    let values: Vec<f64> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let rest = l.strip_prefix(name)?;
-            let rest = match rest.strip_prefix('{') {
-                Some(labels) => labels.split_once('}')?.1,
-                None => rest,
-            };
-            rest.strip_prefix(' ')?.trim().parse().ok()
-        })
-        .collect();
-    (!values.is_empty()).then(|| values.iter().sum())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_samples_by_exact_name() {
-        let text =
-            "# HELP a_total x\na_total 5\na_total_more 7\nb 1.5\nc{t=\"x\"} 2\nc{t=\"y\"} 3\n";
-        assert_eq!(parse_sample(text, "a_total"), Some(5.0));
-        assert_eq!(parse_sample(text, "c"), Some(5.0));
-        assert_eq!(parse_sample(text, "b"), Some(1.5));
-        assert_eq!(parse_sample(text, "d"), None);
     }
 }

@@ -277,19 +277,7 @@ impl Server {
     /// A sample from `GET /metrics`, summed over its label sets.
     pub fn metric(&self, name: &str) -> Option<f64> {
         let text = String::from_utf8(self.get("/metrics").body).ok()?;
-        let values: Vec<f64> = text
-            .lines()
-            .filter(|l| !l.starts_with('#'))
-            .filter_map(|l| {
-                let rest = l.strip_prefix(name)?;
-                let rest = match rest.strip_prefix('{') {
-                    Some(labels) => labels.split_once('}')?.1,
-                    None => rest,
-                };
-                rest.strip_prefix(' ')?.trim().parse().ok()
-            })
-            .collect();
-        (!values.is_empty()).then(|| values.iter().sum())
+        hivestream_core::metrics::sample(&text, name)
     }
 
     /// Polls `check` every 100 ms until it holds or `timeout` passes.
@@ -472,7 +460,11 @@ pub fn send_batch(addr: &str, from: usize, n: usize) -> Vec<String> {
     if resp.status != 200 {
         return Vec::new();
     }
-    let v = resp.json();
+    event_ids(&resp.json())
+}
+
+/// The `event_id`s a batch answer acknowledged, in order.
+pub fn event_ids(v: &serde_json::Value) -> Vec<String> {
     v["results"]
         .as_array()
         .unwrap()
@@ -537,4 +529,22 @@ pub fn of_type(
         a.0.rsplit('/').next().cmp(&b.0.rsplit('/').next())
     });
     out
+}
+
+/// Runs a Python script with `args` (the suites' readers and clients:
+/// DuckDB, pyarrow, boto3, sqlglot, which `scripts/test` installs) and
+/// parses its stdout as JSON; a failure shows the script's stderr.
+pub fn python_json(script: &str, args: &[&str]) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .args(args)
+        .output()
+        .expect("run python3");
+    assert!(
+        out.status.success(),
+        "python failed (scripts/test installs its packages): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("the script prints JSON")
 }
