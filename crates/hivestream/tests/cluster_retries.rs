@@ -43,14 +43,7 @@ fn publish_copy(setup: &ClusterSetup, n: u128) {
     let payload = encode_message([record.as_slice()]);
     let names = Names::new(&setup.name);
     let subject = names.events_subject(partition_of(&id(n).to_string(), 8));
-    let urls: Vec<String> = setup.nats.urls.split(',').map(str::to_string).collect();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    rt.block_on(async {
-        let client = async_nats::connect(urls.as_slice()).await.unwrap();
-        let js = async_nats::jetstream::new(client);
+    setup.nats.jetstream(async |js| {
         let mut headers = async_nats::HeaderMap::new();
         headers.insert(
             async_nats::header::NATS_MESSAGE_ID,

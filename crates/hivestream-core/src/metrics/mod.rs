@@ -161,7 +161,7 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
 
 /// Refreshes the process memory gauges from `/proc/self/status` (Linux;
 /// elsewhere they stay 0).
-pub fn refresh_process_gauges() {
+fn refresh_process_gauges() {
     let Ok(status) = std::fs::read_to_string("/proc/self/status") else {
         return;
     };

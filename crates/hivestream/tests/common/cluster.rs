@@ -75,16 +75,32 @@ impl Nats {
         panic!("nats n{n} did not come back");
     }
 
-    /// Which server (1..=3) leads `stream` now.
-    pub fn stream_leader(&self, stream: &str) -> usize {
+    /// Runs `f` with a JetStream context on the test cluster (on a
+    /// runtime of its own); `None` if the cluster cannot be reached.
+    pub fn try_jetstream<R>(
+        &self,
+        f: impl AsyncFnOnce(async_nats::jetstream::Context) -> R,
+    ) -> Option<R> {
         let urls: Vec<String> = self.urls.split(',').map(str::to_string).collect();
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
-            .unwrap();
+            .ok()?;
         rt.block_on(async {
-            let client = async_nats::connect(urls.as_slice()).await.unwrap();
-            let js = async_nats::jetstream::new(client);
+            let client = async_nats::connect(urls.as_slice()).await.ok()?;
+            Some(f(async_nats::jetstream::new(client)).await)
+        })
+    }
+
+    /// [`Nats::try_jetstream`], failing the test if the cluster is down.
+    pub fn jetstream<R>(&self, f: impl AsyncFnOnce(async_nats::jetstream::Context) -> R) -> R {
+        self.try_jetstream(f)
+            .expect("cannot connect to the test NATS cluster")
+    }
+
+    /// Which server (1..=3) leads `stream` now.
+    pub fn stream_leader(&self, stream: &str) -> usize {
+        self.jetstream(async |js| {
             let mut s = js.get_stream(stream).await.unwrap();
             let info = s.info().await.unwrap();
             let leader = info
@@ -131,20 +147,9 @@ impl Drop for ClusterSetup {
     /// Deletes the deployment's streams and buckets, so test runs do not
     /// pile up reservations on the shared NATS cluster.
     fn drop(&mut self) {
-        let urls: Vec<String> = self.nats.urls.split(',').map(str::to_string).collect();
         let prefix = self.name.to_uppercase();
-        let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        else {
-            return;
-        };
-        rt.block_on(async {
+        self.nats.try_jetstream(async |js| {
             use futures::StreamExt;
-            let Ok(client) = async_nats::connect(urls.as_slice()).await else {
-                return;
-            };
-            let js = async_nats::jetstream::new(client);
             let names: Vec<String> = js
                 .stream_names()
                 .filter_map(|n| async move { n.ok() })

@@ -232,7 +232,6 @@ async fn readyz(State(st): State<Arc<AppState>>) -> Response {
 }
 
 async fn metrics() -> Response {
-    crate::metrics::refresh_process_gauges();
     let ct = "text/plain; version=0.0.4; charset=utf-8";
     (
         StatusCode::OK,
