@@ -10,11 +10,8 @@
 //! carry their own version byte too (see `hivestream_wal::FORMAT_VERSION`),
 //! checked on open for the same reason.
 //!
-//! The file is written once, through a temporary file, fsync and rename,
-//! then the directory is synced.
+//! The file is written once, with [`crate::disk::replace_file`].
 
-use std::fs::File;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use thiserror::Error;
@@ -62,22 +59,16 @@ pub fn check(dir: &Path) -> Result<(), FormatError> {
             }
             Ok(())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => write(dir, &path).map_err(io),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            crate::disk::replace_file(&path, format!("{PREFIX}{DATA_FORMAT}\n").as_bytes())
+                .map_err(io)
+        }
         Err(e) => Err(io(e)),
     }
 }
 
 fn parse(text: &str) -> Option<u32> {
     text.trim().strip_prefix(PREFIX)?.parse().ok()
-}
-
-fn write(dir: &Path, path: &Path) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut f = File::create(&tmp)?;
-    writeln!(f, "{PREFIX}{DATA_FORMAT}")?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

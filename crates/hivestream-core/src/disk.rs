@@ -57,6 +57,20 @@ pub fn segment_bytes(max_backlog_bytes: u64, fs_total: u64) -> u64 {
         .clamp(1 << 20, 64 << 20)
 }
 
+/// Writes `bytes` as the whole of `path`, atomically and durably: a
+/// temporary file beside it, fsync, rename over `path`, fsync of the
+/// directory. A crash leaves the old file or the new one, never a mix.
+pub fn replace_file(path: &std::path::Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)?;
+    let dir = path.parent().unwrap_or(std::path::Path::new("."));
+    std::fs::File::open(dir)?.sync_all()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

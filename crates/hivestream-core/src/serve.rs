@@ -105,12 +105,7 @@ fn worker_id(cfg: &Config) -> Result<WorkerId, ServeError> {
         Err(e) => return Err(data_err(&path)(e)),
     }
     let id = format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, &id).map_err(data_err(&tmp))?;
-    File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .map_err(data_err(&tmp))?;
-    std::fs::rename(&tmp, &path).map_err(data_err(&path))?;
+    crate::disk::replace_file(&path, id.as_bytes()).map_err(data_err(&path))?;
     Ok(WorkerId::parse(&id).expect("generated ids are valid"))
 }
 
