@@ -42,16 +42,22 @@ export interface Tracker {
   track(name: string, properties?: Record<string, unknown>): string | null;
   /** Starts a page view (new view_id) and queues a `Pageview`. */
   page(properties?: Record<string, unknown>): string | null;
-  /** Links aliases to this visitor; resolves to the user id used from now on. */
+  /**
+   * Links aliases to this visitor; resolves to the user id used from now on, or to null without consent (also
+   * when consent is withdrawn while it is pending). Rejects on a 4xx that retrying cannot fix.
+   */
   identify(aliases: Alias[]): Promise<string | null>;
-  /** Gives or withdraws consent; withdrawing clears the queue and the stored ids. */
+  /** Gives or withdraws consent; withdrawing clears the queue and the stored ids, and stops all sending. */
   consent(given: boolean): void;
   /** Sends queued events now. */
   flush(): Promise<void>;
   stats(): Stats;
-  userId(): string;
+  /** The visitor's user id (null without consent). */
+  userId(): string | null;
   sessionId(): string | null;
   viewId(): string | null;
+  /** Removes the tracker's listeners and timers (the next init() does it too). */
+  stop(): void;
 }
 
 export function init(options: Options): Tracker;

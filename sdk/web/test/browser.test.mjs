@@ -6,28 +6,17 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 
-import {
-  ADMIN_KEY, Collector, drained, freePort, INGEST_KEY, launch, openPage, pageServer, sleep, waitFor,
-} from "./harness.mjs";
+import { ADMIN_KEY, drained, INGEST_KEY, openPage, sleep, startWorld, waitFor } from "./harness.mjs";
 
-let collector, pages, strangers, browser, origin, strangerOrigin;
+let world, collector, browser, origin, strangerOrigin;
 
 before(async () => {
-  const [a, b, c] = [await freePort(), await freePort(), await freePort()];
-  origin = `http://127.0.0.1:${a}`;
-  strangerOrigin = `http://127.0.0.1:${c}`;
-  collector = await new Collector(b, [origin]).start();
-  pages = await pageServer(a, collector.url);
-  strangers = await pageServer(c, collector.url);
-  browser = await launch();
+  world = await startWorld();
+  ({ collector, browser, origin, strangerOrigin } = world);
 });
 
 after(async () => {
-  await browser?.close();
-  pages?.close();
-  strangers?.close();
-  await collector?.stop();
-  collector?.remove();
+  await world?.close();
 });
 
 const byName = (events, name) => events.filter((e) => e.name === name);

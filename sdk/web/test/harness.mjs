@@ -151,6 +151,27 @@ export async function openPage(context, origin, opts = {}) {
   return page;
 }
 
+/**
+ * A collector allowing one page origin, a page server on that origin and one
+ * on a stranger's, and Chromium; `close()` ends them all.
+ */
+export async function startWorld() {
+  const [a, b, c] = [await freePort(), await freePort(), await freePort()];
+  const world = { origin: `http://127.0.0.1:${a}`, strangerOrigin: `http://127.0.0.1:${c}` };
+  world.collector = await new Collector(b, [world.origin]).start();
+  world.pages = await pageServer(a, world.collector.url);
+  world.strangers = await pageServer(c, world.collector.url);
+  world.browser = await launch();
+  world.close = async () => {
+    await world.browser?.close();
+    world.pages?.close();
+    world.strangers?.close();
+    await world.collector?.stop();
+    world.collector?.remove();
+  };
+  return world;
+}
+
 /** Waits until the page's queue is empty. */
 export async function drained(page, ms = 15000) {
   await waitFor(() => page.evaluate(() => window.hs.stats().queued === 0), ms, "the SDK queue to drain");
