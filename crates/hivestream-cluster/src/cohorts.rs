@@ -2,8 +2,9 @@
 //! collector, and the `segment` snapshot writer (lease `snapshot`).
 //!
 //! Keys: `c.{uuid}` → the cohort's JSON; `n.{xxh3-128 of the name}` → the
-//! id holding that name (names are unique among live cohorts); `meta.code`
-//! → the last code given out. Every write is a compare-and-set, so
+//! id holding that name (names are unique among cohorts); `meta.code`
+//! → the last code given out; `meta.workspace` → the workspace id made by
+//! the first node that needed one (unless `workspace_id` is set). Every write is a compare-and-set, so
 //! concurrent changes through different collectors serialise. A crash
 //! between reserving a name and writing the cohort leaves a reservation
 //! whose cohort does not exist; the next create of that name takes it over.
@@ -33,7 +34,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use hivestream_core::collect::backend::CohortApi;
 use hivestream_core::log::record::{DataType, Record};
-use hivestream_core::state::cohorts::{deleted, snapshot_lines, Cohort, CohortError, CohortInput};
+use hivestream_core::state::cohorts::{snapshot_lines, Cohort, CohortError, CohortInput};
 use hivestream_core::state::lease::Lease;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
@@ -56,21 +57,49 @@ fn cohort_key(id: &Uuid) -> String {
     format!("c.{}", id.simple())
 }
 
+const WORKSPACE_KEY: &str = "meta.workspace";
+
+/// The configured workspace id, or the one every node of the cluster
+/// shares: read from the bucket, or made and stored create-only by the
+/// first node that asks (a node that loses that race reads the winner's).
+pub async fn workspace_id(kv: &kv::Store, configured: Option<Uuid>) -> Result<Uuid, CohortError> {
+    if let Some(id) = configured {
+        return Ok(id);
+    }
+    loop {
+        if let Some(e) = kv.entry(WORKSPACE_KEY).await.map_err(db)? {
+            if e.operation == kv::Operation::Put {
+                let text = String::from_utf8_lossy(&e.value);
+                return Uuid::try_parse(&text)
+                    .map_err(|_| db(format!("{WORKSPACE_KEY} {text:?} is not a UUID")));
+            }
+        }
+        let id = Uuid::new_v4();
+        match kv.create(WORKSPACE_KEY, id.to_string().into()).await {
+            Ok(_) => return Ok(id),
+            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(db(e)),
+        }
+    }
+}
+
 /// Cohort CRUD on the KV bucket.
 #[derive(Clone)]
 pub struct KvCohorts {
     kv: kv::Store,
+    workspace: Uuid,
 }
 
 impl KvCohorts {
-    pub fn new(kv: kv::Store) -> Self {
-        Self { kv }
+    /// The cohorts in `kv`, of `workspace` (see [`workspace_id`]).
+    pub fn new(kv: kv::Store, workspace: Uuid) -> Self {
+        Self { kv, workspace }
     }
 
     async fn read(&self, id: &Uuid) -> Result<Option<(Cohort, u64)>, CohortError> {
         match self.kv.entry(cohort_key(id)).await.map_err(db)? {
             Some(e) if e.operation == kv::Operation::Put => {
-                let c = serde_json::from_slice(&e.value).map_err(db)?;
+                let c = Cohort::from_stored(&e.value, self.workspace).map_err(db)?;
                 Ok(Some((c, e.revision)))
             }
             _ => Ok(None),
@@ -193,7 +222,8 @@ impl CohortApi for KvCohorts {
             .clone()
             .ok_or_else(|| CohortError::Invalid("name", "required".into()))?;
         let code = self.next_code().await?;
-        let cohort = input.into_cohort(name, code, now_ms);
+        let mut cohort = input.into_cohort(name, code, now_ms);
+        cohort.workspace_id = self.workspace;
         self.reserve_name(&cohort.name, &cohort.id).await?;
         self.put(&cohort, 0).await?;
         Ok(cohort)
@@ -263,7 +293,7 @@ impl CohortApi for KvCohorts {
         }
     }
 
-    async fn delete(&self, id: Uuid, now_ms: i64) -> Result<Cohort, CohortError> {
+    async fn delete(&self, id: Uuid) -> Result<Cohort, CohortError> {
         let (cohort, rev) = self.read(&id).await?.ok_or(CohortError::NotFound(id))?;
         self.kv
             .delete_expect_revision(cohort_key(&id), Some(rev))
@@ -273,7 +303,7 @@ impl CohortApi for KvCohorts {
                 false => db(e),
             })?;
         self.free_name(&cohort.name, &id).await;
-        Ok(deleted(cohort, now_ms))
+        Ok(cohort)
     }
 }
 
@@ -295,6 +325,8 @@ struct Progress {
 /// Writes `segment` snapshots while it holds the `snapshot` lease.
 pub struct SnapshotWriter {
     pub cluster: Cluster,
+    /// The workspace of the cohorts (see [`workspace_id`]).
+    pub workspace: Uuid,
     pub interval: Duration,
     pub tick: Duration,
 }
@@ -385,7 +417,7 @@ impl SnapshotWriter {
                 (generation, now)
             }
         };
-        let mut cohorts = KvCohorts::new(self.cluster.cohorts.clone())
+        let mut cohorts = KvCohorts::new(self.cluster.cohorts.clone(), self.workspace)
             .list()
             .await
             .map_err(|e| e.to_string())?;

@@ -23,7 +23,7 @@ use hivestream_core::sink::open_for_uploads;
 use thiserror::Error;
 use tokio::sync::watch;
 
-use crate::cohorts::{KvCohorts, SnapshotWriter};
+use crate::cohorts::{workspace_id, KvCohorts, SnapshotWriter};
 use crate::collect::ClusterIngest;
 use crate::identity::IdentityLeader;
 use crate::setup::{connect, SetupError};
@@ -43,6 +43,8 @@ pub enum NodeError {
     Setup(#[from] SetupError),
     #[error(transparent)]
     Serve(#[from] ServeError),
+    #[error("workspace id: {0}")]
+    Workspace(#[from] hivestream_core::state::cohorts::CohortError),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: std::net::SocketAddr,
@@ -87,6 +89,7 @@ pub async fn run_node(
             }),
             Arc::new(SnapshotWriter {
                 cluster: cluster.clone(),
+                workspace: workspace_id(&cluster.cohorts, cfg.workspace_id).await?,
                 interval: cfg.segment_snapshot_interval,
                 tick,
             }),
@@ -160,7 +163,10 @@ async fn collect(
     let state = state(
         cfg,
         Arc::new(ClusterIngest::new(cluster.clone())),
-        Arc::new(KvCohorts::new(cluster.cohorts.clone())),
+        Arc::new(KvCohorts::new(
+            cluster.cohorts.clone(),
+            workspace_id(&cluster.cohorts, cfg.workspace_id).await?,
+        )),
     );
     let (listener, addr) = bind(cfg).await?;
     tracing::info!(%addr, "collecting");

@@ -115,7 +115,7 @@ impl Corpus {
             "name": format!("{title} readers {i}"),
             "description": format!("Users who read {section} articles about {title} in the last 30 days"),
             "tags": tags,
-            "segment_type": "standard",
+            "segment_type": "real_time",
             "query": { "section": section, "min_views": self.rng.random_range(1..20), "window_days": 30 },
         })
         .to_string()

@@ -55,6 +55,8 @@ pub enum ServeError {
     },
     #[error("worker id: {0}")]
     WorkerId(String),
+    #[error("workspace id {0:?} kept in the data dir is not a UUID")]
+    WorkspaceId(String),
     #[error(transparent)]
     Identity(#[from] IdentityError),
 }
@@ -88,25 +90,49 @@ pub fn lock_data_dir(dir: &Path) -> Result<File, ServeError> {
     Ok(file)
 }
 
-/// The configured worker id, or the one kept in the data dir (created on
-/// first start), so file names stay stable across restarts.
-fn worker_id(cfg: &Config) -> Result<WorkerId, ServeError> {
-    if let Some(id) = &cfg.worker_id {
-        return Ok(id.clone());
-    }
-    let path = cfg.data_dir.join("worker_id");
+/// The id kept in `data_dir/name`, or `make()`'s, written there on first
+/// start so that it stays the same across restarts.
+fn kept_id(
+    data_dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> String,
+) -> Result<String, ServeError> {
+    let path = data_dir.join(name);
     let mut text = String::new();
     match File::open(&path) {
         Ok(mut f) => {
             f.read_to_string(&mut text).map_err(data_err(&path))?;
-            return WorkerId::parse(text.trim()).map_err(|e| ServeError::WorkerId(e.to_string()));
+            return Ok(text.trim().to_string());
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(data_err(&path)(e)),
     }
-    let id = format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let id = make();
     crate::disk::replace_file(&path, id.as_bytes()).map_err(data_err(&path))?;
-    Ok(WorkerId::parse(&id).expect("generated ids are valid"))
+    Ok(id)
+}
+
+/// The configured worker id, or the one kept in the data dir, so file
+/// names stay stable across restarts.
+fn worker_id(cfg: &Config) -> Result<WorkerId, ServeError> {
+    if let Some(id) = &cfg.worker_id {
+        return Ok(id.clone());
+    }
+    let id = kept_id(&cfg.data_dir, "worker_id", || {
+        format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..12])
+    })?;
+    WorkerId::parse(&id).map_err(|e| ServeError::WorkerId(e.to_string()))
+}
+
+/// The configured workspace id, or the one kept in the data dir.
+fn workspace_id(cfg: &Config) -> Result<uuid::Uuid, ServeError> {
+    if let Some(id) = cfg.workspace_id {
+        return Ok(id);
+    }
+    let id = kept_id(&cfg.data_dir, "workspace_id", || {
+        uuid::Uuid::new_v4().to_string()
+    })?;
+    uuid::Uuid::try_parse(&id).map_err(|_| ServeError::WorkspaceId(id))
 }
 
 /// Runs the collector and router until `shutdown` resolves; prints
@@ -182,8 +208,8 @@ pub async fn serve(
         .expect("spawn router thread");
     tokio::spawn(run_uploader(store, upload_rx, cfg.upload_concurrency));
 
-    let cohorts =
-        CohortStore::new(Arc::clone(&db)).map_err(|e| IdentityError::Db(e.to_string()))?;
+    let cohorts = CohortStore::new(Arc::clone(&db), workspace_id(&cfg)?)
+        .map_err(|e| IdentityError::Db(e.to_string()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let tick = cfg.flush_interval.min(std::time::Duration::from_secs(1)) / 2;
     let snapshotter = tokio::spawn(run_snapshotter(

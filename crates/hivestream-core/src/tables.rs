@@ -79,6 +79,7 @@ const SEGMENT: &[Column] = &[
     col("description", "string", "VARCHAR", "STRING"),
     col("tags", "array<string>", "VARCHAR[]", "ARRAY<STRING>"),
     col("state", "string", "VARCHAR", "STRING"),
+    col("workspace_id", "string", "UUID", "STRING"),
     col("segment_type", "string", "VARCHAR", "STRING"),
     col("created_at", "string", "TIMESTAMPTZ", "TIMESTAMP"),
     col("last_updated_at", "string", "TIMESTAMPTZ", "TIMESTAMP"),

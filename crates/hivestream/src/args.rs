@@ -92,6 +92,9 @@ pub struct ServeArgs {
     /// This writer's id in file names, [A-Za-z0-9_]{1,64} (default: generated once, kept in the data dir).
     #[arg(long, env = "HIVESTREAM_WORKER_ID")]
     worker_id: Option<String>,
+    /// The workspace every cohort belongs to, a UUID (default: generated once, kept in the data dir or the cluster).
+    #[arg(long, env = "HIVESTREAM_WORKSPACE_ID")]
+    workspace_id: Option<String>,
     /// Seal a file this long after its first record, e.g. 60s, 500ms, 5m (default 60s).
     #[arg(long, env = "HIVESTREAM_FLUSH_INTERVAL")]
     flush_interval: Option<String>,
@@ -186,6 +189,7 @@ impl ServeArgs {
             ingest_keys: self.ingest_keys,
             allowed_origins: self.allowed_origins,
             worker_id: self.worker_id,
+            workspace_id: self.workspace_id,
             flush_interval: self.flush_interval,
             max_file_bytes: self.max_file_bytes,
             max_backlog_bytes: self.max_backlog_bytes,

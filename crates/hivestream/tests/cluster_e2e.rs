@@ -116,8 +116,16 @@ fn two_nodes_collect_route_and_share_identity_and_cohorts() {
     );
     assert_eq!(r.status, 201, "{}", String::from_utf8_lossy(&r.body));
     let id = r.json()["id"].as_str().unwrap().to_string();
+    let workspace = r.json()["workspace_id"].clone();
+    assert!(uuid::Uuid::try_parse(workspace.as_str().unwrap()).is_ok());
     let r = request(&addrs[1], "GET", &format!("/v2/cohorts/{id}"), &[], b"");
     assert_eq!(r.json()["name"], "Sports fans");
+    assert_eq!(r.json()["state"], "Enabled");
+    assert_eq!(
+        r.json()["workspace_id"],
+        workspace,
+        "one workspace, kept in KV"
+    );
     let dup = request(
         &addrs[1],
         "POST",
@@ -137,6 +145,11 @@ fn two_nodes_collect_route_and_share_identity_and_cohorts() {
                 .last()
                 .is_some_and(|(_, lines)| lines.len() == 1)
     });
+    let segment = of_type(&objects, "segment").pop().unwrap().1;
+    assert_eq!(
+        segment[0]["workspace_id"], workspace,
+        "the snapshot writer's workspace"
+    );
     assert_eq!(a.terminate(Duration::from_secs(60)), 0);
     assert_eq!(b.terminate(Duration::from_secs(60)), 0);
 

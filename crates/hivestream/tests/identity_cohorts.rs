@@ -241,7 +241,10 @@ fn cohort_changes_produce_snapshots() {
         );
         let s = wait_segment(&setup, |s| s.len() == 1);
         assert_eq!(s[0]["name"], "Sports fans");
-        assert_eq!(s[0]["state"], "live");
+        assert_eq!(s[0]["state"], "Enabled");
+        assert_eq!(s[0]["segment_type"], "real_time");
+        assert_eq!(s[0]["workspace_id"], a["workspace_id"]);
+        assert!(uuid::Uuid::try_parse(a["workspace_id"].as_str().unwrap()).is_ok());
         let r = request(
             &server.addr,
             "PATCH",
@@ -291,4 +294,97 @@ fn snapshot_survives_kill9_between_change_and_snapshot() {
         assert_eq!(s[0]["name"], "Before crash", "{backend:?}");
         assert_eq!(server.terminate(), 0);
     }
+}
+
+/// The cohort as the release before `Enabled`/`real_time`/`workspace_id`
+/// serialised it into the index.
+fn old_cohort_json(id: &str, name: &str) -> String {
+    format!(
+        r#"{{"id":"{id}","code":1,"name":"{name}","description":"","tags":["old"],"state":"live","segment_type":"standard","created_at":"2026-06-01T10:00:00.000Z","last_updated_at":"2026-06-01T10:00:00.000Z","query":{{"section":"sport"}}}}"#
+    )
+}
+
+/// Rewrites every cohort in a stopped server's index as the earlier
+/// release stored it, and removes the workspace id it did not keep.
+fn make_old(setup: &Setup) {
+    let table: redb::TableDefinition<&str, &str> = redb::TableDefinition::new("cohorts");
+    let db = redb::Database::open(setup.data_dir().join("index.redb")).unwrap();
+    let txn = db.begin_write().unwrap();
+    {
+        let mut t = txn.open_table(table).unwrap();
+        let rows: Vec<(String, String)> = redb::ReadableTable::iter(&t)
+            .unwrap()
+            .map(|r| {
+                let (k, v) = r.unwrap();
+                let name = serde_json::from_str::<serde_json::Value>(v.value()).unwrap()["name"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                (k.value().to_string(), name)
+            })
+            .collect();
+        for (id, name) in rows {
+            t.insert(id.as_str(), old_cohort_json(&id, &name).as_str())
+                .unwrap();
+        }
+    }
+    txn.commit().unwrap();
+    std::fs::remove_file(setup.data_dir().join("workspace_id")).unwrap();
+}
+
+#[test]
+fn cohorts_of_an_old_data_dir_read_as_enabled_and_real_time() {
+    let setup = Setup::new(Backend::Local, "oldcohorts");
+    let server = setup.start("500ms");
+    let made = server
+        .post("/v2/cohorts", &[JSON], br#"{"name":"Old readers"}"#)
+        .json();
+    assert_eq!(server.terminate(), 0);
+    make_old(&setup);
+    let server = setup.start("500ms");
+    let listed = server.get("/v2/cohorts").json();
+    let old = &listed[0];
+    assert_eq!(
+        (old["id"].clone(), old["state"].clone()),
+        (made["id"].clone(), "Enabled".into())
+    );
+    assert_eq!(old["segment_type"], "real_time");
+    assert_eq!(old["query"]["section"], "sport");
+    let workspace = old["workspace_id"].as_str().unwrap().to_string();
+    assert!(uuid::Uuid::try_parse(&workspace).is_ok());
+    // A change makes a new snapshot: the old cohort is in it as read.
+    let new = server
+        .post("/v2/cohorts", &[JSON], br#"{"name":"New readers"}"#)
+        .json();
+    assert_eq!(new["workspace_id"], workspace.as_str(), "one workspace");
+    let s = wait_segment(&setup, |s| s.len() == 2);
+    assert_eq!(
+        (s[0]["name"].as_str(), s[0]["state"].as_str()),
+        (Some("Old readers"), Some("Enabled"))
+    );
+    assert_eq!(s[0]["segment_type"], "real_time");
+    assert!(s.iter().all(|c| c["workspace_id"] == workspace.as_str()));
+    assert_eq!(server.terminate(), 0);
+    // The workspace id generated for the old dir is kept.
+    let server = setup.start("500ms");
+    assert_eq!(
+        server.get("/v2/cohorts").json()[0]["workspace_id"],
+        workspace.as_str()
+    );
+    assert_eq!(server.terminate(), 0);
+}
+
+#[test]
+fn a_configured_workspace_id_names_every_cohort() {
+    let mut setup = Setup::new(Backend::Local, "workspace");
+    let ws = "0bd63f73-6b67-4766-8c86-fa1d2cf87194";
+    setup.extra = vec!["--workspace-id".into(), ws.into()];
+    let server = setup.start("500ms");
+    let c = server
+        .post("/v2/cohorts", &[JSON], br#"{"name":"Configured"}"#)
+        .json();
+    assert_eq!(c["workspace_id"], ws);
+    let s = wait_segment(&setup, |s| s.len() == 1);
+    assert_eq!(s[0]["workspace_id"], ws);
+    assert_eq!(server.terminate(), 0);
 }

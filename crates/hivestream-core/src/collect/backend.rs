@@ -49,8 +49,8 @@ pub trait CohortApi: Send + Sync + 'static {
     async fn list(&self) -> Result<Vec<Cohort>, CohortError>;
     async fn patch(&self, id: Uuid, input: CohortInput, now_ms: i64)
         -> Result<Cohort, CohortError>;
-    /// Deletes a cohort; returns it with state `deleted`.
-    async fn delete(&self, id: Uuid, now_ms: i64) -> Result<Cohort, CohortError>;
+    /// Deletes a cohort; returns it as it was.
+    async fn delete(&self, id: Uuid) -> Result<Cohort, CohortError>;
 }
 
 /// `serve`'s ingest: the WAL committer and the local identity index.
@@ -129,7 +129,7 @@ impl CohortApi for CohortStore {
         blocking(self, move |s| s.patch(&id, input, now_ms)).await
     }
 
-    async fn delete(&self, id: Uuid, now_ms: i64) -> Result<Cohort, CohortError> {
-        blocking(self, move |s| s.delete(&id, now_ms)).await
+    async fn delete(&self, id: Uuid) -> Result<Cohort, CohortError> {
+        blocking(self, move |s| s.delete(&id)).await
     }
 }

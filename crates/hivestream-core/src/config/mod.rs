@@ -62,6 +62,8 @@ pub struct Config {
     pub s3: S3Settings,
     pub keys: Vec<ApiKey>,
     pub worker_id: Option<WorkerId>,
+    /// `None`: the one kept by the data dir or the cluster.
+    pub workspace_id: Option<uuid::Uuid>,
     pub flush_interval: Duration,
     pub max_file_bytes: u64,
     pub max_backlog_bytes: u64,
@@ -114,6 +116,13 @@ pub enum ConfigError {
         "refusing to listen on {0} without API keys: set `api_keys` (or HIVESTREAM_API_KEYS) or listen on a loopback address"
     )]
     OpenWithoutKeys(SocketAddr),
+}
+
+fn parse_workspace(s: &str) -> Result<uuid::Uuid, ConfigError> {
+    uuid::Uuid::try_parse(s).map_err(|_| ConfigError::Invalid {
+        field: "workspace_id",
+        why: format!("{s:?} is not a UUID"),
+    })
 }
 
 /// The default gzip level (see [`RawConfig::compression_level`]).
@@ -283,6 +292,11 @@ impl RawConfig {
             },
             keys,
             worker_id: self.worker_id.as_deref().map(WorkerId::parse).transpose()?,
+            workspace_id: self
+                .workspace_id
+                .as_deref()
+                .map(parse_workspace)
+                .transpose()?,
             flush_interval,
             max_file_bytes: bounded(
                 "max_file_bytes",

@@ -85,6 +85,11 @@ pub struct RawConfig {
     pub keys: Option<Vec<RawKey>>,
     /// This writer's id in file names, `[A-Za-z0-9_]{1,64}`. Default: generated once and kept in the data dir.
     pub worker_id: Option<String>,
+    /// The workspace every cohort belongs to: its `workspace_id` in the
+    /// Cohorts API and in `segment` lines, a UUID. Default: generated once
+    /// and kept (in the data dir for `serve`, in the cohorts KV bucket for a
+    /// cluster).
+    pub workspace_id: Option<String>,
     /// Seal a file this long after its first record, e.g. `60s`, `500ms`, `5m`. Default `60s`.
     pub flush_interval: Option<String>,
     /// Seal a file when its compressed size reaches this many bytes. Default 64 MiB.
@@ -232,6 +237,7 @@ impl RawConfig {
         allowed_origins,
         keys,
         worker_id,
+        workspace_id,
         flush_interval,
         max_file_bytes,
         max_backlog_bytes,

@@ -4,7 +4,7 @@
 //! `cohort_generation` counter in the same transaction. The snapshotter
 //! compares it with `snapshot_generation`, the generation its last snapshot
 //! covered: when they differ, or when `segment_snapshot_interval` has passed,
-//! it appends one `segment` record holding every live cohort (one JSON line
+//! it appends one `segment` record holding every cohort (`Enabled` and `Disabled`) (one JSON line
 //! each, ordered by `code`) to the WAL, then records the generation. A crash
 //! between a change and its snapshot leaves the counters apart, so the
 //! snapshot is written after restart. The snapshot's content holds no
@@ -27,7 +27,45 @@ const COHORTS: TableDefinition<&str, &str> = TableDefinition::new("cohorts");
 /// name → id, for uniqueness.
 const NAMES: TableDefinition<&str, &str> = TableDefinition::new("cohort_names");
 
-/// A cohort as stored and returned by the API.
+/// A cohort's state, as the Cohorts API spells it. Earlier versions stored
+/// every cohort as `live`, read as `Enabled`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CohortState {
+    #[serde(alias = "live")]
+    Enabled,
+    Disabled,
+}
+
+impl CohortState {
+    /// The state a client names, spelt as the API spells it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "Enabled" => Some(Self::Enabled),
+            "Disabled" => Some(Self::Disabled),
+            _ => None,
+        }
+    }
+}
+
+/// The segment types the Cohorts API lists (`RealTime`, `Offline`), in the
+/// snake_case its examples use.
+pub const SEGMENT_TYPES: [&str; 2] = ["real_time", "offline"];
+/// A new cohort's `segment_type` unless the request sets one.
+pub const DEFAULT_SEGMENT_TYPE: &str = "real_time";
+/// What earlier versions stored when no type was given, read as
+/// [`DEFAULT_SEGMENT_TYPE`].
+const LEGACY_DEFAULT_SEGMENT_TYPE: &str = "standard";
+
+fn stored_segment_type<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    let t = String::deserialize(d)?;
+    Ok(match t.as_str() {
+        LEGACY_DEFAULT_SEGMENT_TYPE => DEFAULT_SEGMENT_TYPE.to_string(),
+        _ => t,
+    })
+}
+
+/// A cohort as stored and returned by the API, in the field order of the
+/// Cohorts API's examples.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Cohort {
     pub id: Uuid,
@@ -35,12 +73,27 @@ pub struct Cohort {
     pub name: String,
     pub description: String,
     pub tags: Vec<String>,
-    pub state: String,
+    pub state: CohortState,
+    /// The deployment's workspace (setting `workspace_id`): stamped by the
+    /// store on every read, so a changed setting applies to every cohort.
+    #[serde(default)]
+    pub workspace_id: Uuid,
+    #[serde(deserialize_with = "stored_segment_type")]
     pub segment_type: String,
     pub created_at: String,
     pub last_updated_at: String,
     /// Stored as given, never evaluated.
     pub query: Option<serde_json::Value>,
+}
+
+impl Cohort {
+    /// Parses a stored cohort (of this or an earlier version) as of
+    /// `workspace`.
+    pub fn from_stored(json: &[u8], workspace: Uuid) -> Result<Self, serde_json::Error> {
+        let mut c: Cohort = serde_json::from_slice(json)?;
+        c.workspace_id = workspace;
+        Ok(c)
+    }
 }
 
 /// One line of a `segment` snapshot: the contract's fields, in order.
@@ -51,10 +104,16 @@ struct SnapshotLine<'a> {
     name: &'a str,
     description: &'a str,
     tags: &'a [String],
-    state: &'a str,
+    state: CohortState,
+    workspace_id: &'a Uuid,
     segment_type: &'a str,
     created_at: &'a str,
     last_updated_at: &'a str,
+}
+
+/// `null` as `Some(None)` (clear the field), absence as `None` (keep it).
+fn nullable<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// Fields a client may set; all optional (PATCH sets only what is given).
@@ -62,10 +121,14 @@ struct SnapshotLine<'a> {
 #[serde(deny_unknown_fields)]
 pub struct CohortInput {
     pub name: Option<String>,
-    pub description: Option<String>,
+    /// `null` clears the description (as the API's `UpdateOrDelete`).
+    #[serde(default, deserialize_with = "nullable")]
+    pub description: Option<Option<String>>,
     pub tags: Option<Vec<String>>,
     pub query: Option<serde_json::Value>,
     pub segment_type: Option<String>,
+    /// `Enabled` or `Disabled`.
+    pub state: Option<String>,
 }
 
 /// Why a cohort operation failed.
@@ -118,7 +181,7 @@ impl CohortInput {
         if let Some(name) = &self.name {
             check_text("name", name, 1, 256)?;
         }
-        if let Some(d) = &self.description {
+        if let Some(Some(d)) = &self.description {
             check_text("description", d, 0, 4096)?;
         }
         if let Some(tags) = &self.tags {
@@ -130,13 +193,16 @@ impl CohortInput {
             }
         }
         if let Some(t) = &self.segment_type {
-            let ok = (1..=64).contains(&t.len())
-                && t.bytes().all(|b| b.is_ascii_lowercase() || b == b'_');
-            if !ok {
+            if !SEGMENT_TYPES.contains(&t.as_str()) {
                 return Err(invalid(
                     "segment_type",
-                    "must be 1 to 64 characters of a-z and _",
+                    format!("must be one of {}", SEGMENT_TYPES.join(", ")),
                 ));
+            }
+        }
+        if let Some(st) = &self.state {
+            if CohortState::parse(st).is_none() {
+                return Err(invalid("state", "must be Enabled or Disabled"));
             }
         }
         if let Some(q) = &self.query {
@@ -149,17 +215,25 @@ impl CohortInput {
 }
 
 impl CohortInput {
-    /// A new live cohort from validated input (`name` is required).
+    /// A new cohort from validated input (`name` is required), `Enabled`
+    /// unless the input says otherwise.
     pub fn into_cohort(self, name: String, code: u64, now_ms: i64) -> Cohort {
         let now = rfc3339(now_ms);
         Cohort {
             id: Uuid::new_v4(),
             code,
             name,
-            description: self.description.unwrap_or_default(),
+            description: self.description.flatten().unwrap_or_default(),
             tags: self.tags.unwrap_or_default(),
-            state: "live".into(),
-            segment_type: self.segment_type.unwrap_or_else(|| "standard".into()),
+            state: self
+                .state
+                .as_deref()
+                .and_then(CohortState::parse)
+                .unwrap_or(CohortState::Enabled),
+            workspace_id: Uuid::nil(),
+            segment_type: self
+                .segment_type
+                .unwrap_or_else(|| DEFAULT_SEGMENT_TYPE.into()),
             created_at: now.clone(),
             last_updated_at: now,
             query: self.query,
@@ -173,7 +247,10 @@ impl CohortInput {
             cohort.name = name;
         }
         if let Some(d) = self.description {
-            cohort.description = d;
+            cohort.description = d.unwrap_or_default();
+        }
+        if let Some(st) = self.state.as_deref().and_then(CohortState::parse) {
+            cohort.state = st;
         }
         if let Some(t) = self.tags {
             cohort.tags = t;
@@ -188,15 +265,8 @@ impl CohortInput {
     }
 }
 
-/// A cohort as `deleted` at `now_ms`, the answer to a DELETE.
-pub fn deleted(mut cohort: Cohort, now_ms: i64) -> Cohort {
-    cohort.state = "deleted".into();
-    cohort.last_updated_at = rfc3339(now_ms);
-    cohort
-}
-
-/// Live cohorts as `segment` snapshot lines (the contract's fields, in
-/// order, one line each ending in `\n`), ordered by code.
+/// Cohorts as `segment` snapshot lines (the contract's fields, in order,
+/// one line each ending in `\n`), ordered by code.
 pub fn snapshot_lines(cohorts: &mut [Cohort]) -> Vec<u8> {
     cohorts.sort_by_key(|c| c.code);
     let mut out = Vec::new();
@@ -207,7 +277,8 @@ pub fn snapshot_lines(cohorts: &mut [Cohort]) -> Vec<u8> {
             name: &c.name,
             description: &c.description,
             tags: &c.tags,
-            state: &c.state,
+            state: c.state,
+            workspace_id: &c.workspace_id,
             segment_type: &c.segment_type,
             created_at: &c.created_at,
             last_updated_at: &c.last_updated_at,
@@ -228,16 +299,22 @@ fn rfc3339(ms: i64) -> String {
 #[derive(Clone)]
 pub struct CohortStore {
     db: Arc<IndexDb>,
+    workspace: Uuid,
+}
+
+fn parse_stored(json: &str, workspace: Uuid) -> Result<Cohort, CohortError> {
+    Cohort::from_stored(json.as_bytes(), workspace).map_err(|e| CohortError::Db(e.to_string()))
 }
 
 fn read_cohort(
     table: &impl ReadableTable<&'static str, &'static str>,
     id: &Uuid,
+    workspace: Uuid,
 ) -> Result<Cohort, CohortError> {
     let json = table
         .get(id.to_string().as_str())?
         .ok_or(CohortError::NotFound(*id))?;
-    serde_json::from_str(json.value()).map_err(|e| CohortError::Db(e.to_string()))
+    parse_stored(json.value(), workspace)
 }
 
 type Meta<'t> = redb::Table<'t, &'static str, u64>;
@@ -249,8 +326,9 @@ fn bump(meta: &mut Meta<'_>, key: &str) -> Result<u64, CohortError> {
 }
 
 impl CohortStore {
-    pub fn new(db: Arc<IndexDb>) -> Result<Self, CohortError> {
-        let store = Self { db };
+    /// The store over `db`, its cohorts in `workspace`.
+    pub fn new(db: Arc<IndexDb>, workspace: Uuid) -> Result<Self, CohortError> {
+        let store = Self { db, workspace };
         store.with_db(|db| {
             let txn = db.begin_write()?;
             txn.open_table(COHORTS)?;
@@ -286,7 +364,8 @@ impl CohortStore {
                 let mut meta = txn.open_table(META)?;
                 let code = bump(&mut meta, "cohort_next_code")?;
                 bump(&mut meta, "cohort_generation")?;
-                let cohort = input.into_cohort(name, code, now_ms);
+                let mut cohort = input.into_cohort(name, code, now_ms);
+                cohort.workspace_id = self.workspace;
                 let id = cohort.id.to_string();
                 names.insert(cohort.name.as_str(), id.as_str())?;
                 txn.open_table(COHORTS)?.insert(
@@ -303,11 +382,11 @@ impl CohortStore {
     pub fn get(&self, id: &Uuid) -> Result<Cohort, CohortError> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
-            read_cohort(&txn.open_table(COHORTS)?, id)
+            read_cohort(&txn.open_table(COHORTS)?, id, self.workspace)
         })
     }
 
-    /// Live cohorts ordered by code.
+    /// Every cohort, ordered by code.
     pub fn list(&self) -> Result<Vec<Cohort>, CohortError> {
         self.with_db(|db| {
             let txn = db.begin_read()?;
@@ -315,10 +394,7 @@ impl CohortStore {
             let mut out = Vec::new();
             for entry in table.iter()? {
                 let (_, v) = entry?;
-                out.push(
-                    serde_json::from_str::<Cohort>(v.value())
-                        .map_err(|e| CohortError::Db(e.to_string()))?,
-                );
+                out.push(parse_stored(v.value(), self.workspace)?);
             }
             out.sort_by_key(|c| c.code);
             Ok(out)
@@ -330,7 +406,7 @@ impl CohortStore {
         self.with_db(|db| {
             let txn = db.begin_write()?;
             // Read inside the write transaction: concurrent patches serialise.
-            let mut cohort = read_cohort(&txn.open_table(COHORTS)?, id)?;
+            let mut cohort = read_cohort(&txn.open_table(COHORTS)?, id, self.workspace)?;
             {
                 let mut names = txn.open_table(NAMES)?;
                 if let Some(name) = input.name.clone().filter(|n| *n != cohort.name) {
@@ -352,16 +428,16 @@ impl CohortStore {
         })
     }
 
-    /// Deletes a cohort; returns it with state `deleted`.
-    pub fn delete(&self, id: &Uuid, now_ms: i64) -> Result<Cohort, CohortError> {
+    /// Deletes a cohort; returns it as it was.
+    pub fn delete(&self, id: &Uuid) -> Result<Cohort, CohortError> {
         self.with_db(|db| {
             let txn = db.begin_write()?;
-            let cohort = read_cohort(&txn.open_table(COHORTS)?, id)?;
+            let cohort = read_cohort(&txn.open_table(COHORTS)?, id, self.workspace)?;
             txn.open_table(COHORTS)?.remove(id.to_string().as_str())?;
             txn.open_table(NAMES)?.remove(cohort.name.as_str())?;
             bump(&mut txn.open_table(META)?, "cohort_generation")?;
             txn.commit()?;
-            Ok(deleted(cohort, now_ms))
+            Ok(cohort)
         })
     }
 
@@ -392,7 +468,7 @@ impl CohortStore {
         Ok(Some((generation, self.snapshot_content()?)))
     }
 
-    /// Every live cohort as `segment` lines, each ending in `\n`.
+    /// Every cohort as `segment` lines, each ending in `\n`.
     pub fn snapshot_content(&self) -> Result<Vec<u8>, CohortError> {
         Ok(snapshot_lines(&mut self.list()?))
     }

@@ -458,6 +458,20 @@ pub fn route_cases() -> Vec<Case> {
             1000,
         ),
         case(
+            "cohort with the segment_type of earlier versions",
+            "/v2/cohorts",
+            &br#"{"name":"c2","segment_type":"standard"}"#[..],
+            400,
+            1000,
+        ),
+        case(
+            "cohort with a state the API does not list",
+            "/v2/cohorts",
+            &br#"{"name":"c2","state":"Paused"}"#[..],
+            400,
+            1000,
+        ),
+        case(
             "cohort body not JSON",
             "/v2/cohorts",
             &b"name=c"[..],

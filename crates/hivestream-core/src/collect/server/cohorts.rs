@@ -109,7 +109,7 @@ pub async fn patch(
 
 pub async fn delete(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> Response {
     match parse_id(&id) {
-        Ok(id) => render(StatusCode::OK, st.cohorts.delete(id, now_ms()).await),
+        Ok(id) => render(StatusCode::OK, st.cohorts.delete(id).await),
         Err(e) => e.into_response(),
     }
 }

@@ -5,8 +5,10 @@ use super::*;
 fn store() -> (tempfile::TempDir, CohortStore) {
     let dir = tempfile::tempdir().unwrap();
     let db = crate::state::index_db::IndexDb::open(&dir.path().join("db.redb"), 1 << 20).unwrap();
-    (dir, CohortStore::new(db).unwrap())
+    (dir, CohortStore::new(db, WORKSPACE).unwrap())
 }
+
+const WORKSPACE: Uuid = Uuid::from_u128(0x0bd63f73_6b67_4766_8c86_fa1d2cf87194);
 
 fn named(name: &str) -> CohortInput {
     CohortInput {
@@ -50,7 +52,7 @@ fn codes_increase_and_names_are_unique() {
         Err(CohortError::Invalid("name", _))
     ));
     let bad_type = CohortInput {
-        segment_type: Some("Bad-Type".into()),
+        segment_type: Some("standard".into()),
         ..named("c")
     };
     assert!(matches!(
@@ -67,7 +69,7 @@ fn patch_delete_and_list() {
         .patch(
             &a.id,
             CohortInput {
-                description: Some("d".into()),
+                description: Some(Some("d".into())),
                 tags: Some(vec!["t".into()]),
                 ..named("a2")
             },
@@ -81,10 +83,10 @@ fn patch_delete_and_list() {
     assert_eq!(p.created_at, "1970-01-01T00:00:01.000Z");
     assert_eq!(p.last_updated_at, "1970-01-01T00:00:02.000Z");
     s.create(named("a"), 0).unwrap(); // the old name is free again
-    let d = s.delete(&a.id, 3_000).unwrap();
-    assert_eq!(d.state, "deleted");
+    let d = s.delete(&a.id).unwrap();
+    assert_eq!((d.id, d.state), (a.id, CohortState::Enabled), "as it was");
     assert!(matches!(s.get(&a.id), Err(CohortError::NotFound(_))));
-    assert!(matches!(s.delete(&a.id, 0), Err(CohortError::NotFound(_))));
+    assert!(matches!(s.delete(&a.id), Err(CohortError::NotFound(_))));
     assert_eq!(
         s.list()
             .unwrap()
@@ -115,6 +117,7 @@ fn snapshots_are_due_on_change_and_on_interval() {
         "description",
         "tags",
         "state",
+        "workspace_id",
         "segment_type",
         "created_at",
         "last_updated_at",
@@ -129,4 +132,69 @@ fn snapshots_are_due_on_change_and_on_interval() {
     // The interval passes: due again, with the same content (same hash).
     let (_, again) = s.snapshot_due(3_600_010, 3_600_000).unwrap().unwrap();
     assert_eq!(again, content);
+}
+
+#[test]
+fn new_cohorts_are_enabled_real_time_and_in_the_workspace() {
+    let (_d, s) = store();
+    let c = s.create(named("a"), 0).unwrap();
+    assert_eq!(c.state, CohortState::Enabled);
+    assert_eq!(c.segment_type, DEFAULT_SEGMENT_TYPE);
+    assert_eq!(c.workspace_id, WORKSPACE);
+    let json = serde_json::to_value(&c).unwrap();
+    assert_eq!(json["state"], "Enabled");
+    assert_eq!(json["segment_type"], "real_time");
+    assert_eq!(json["workspace_id"], WORKSPACE.to_string());
+    let offline = CohortInput {
+        segment_type: Some("offline".into()),
+        ..named("b")
+    };
+    assert_eq!(s.create(offline, 0).unwrap().segment_type, "offline");
+}
+
+#[test]
+fn patch_sets_the_state_and_null_clears_the_description() {
+    let (_d, s) = store();
+    let input: CohortInput =
+        serde_json::from_str(r#"{"name":"a","description":"about a"}"#).unwrap();
+    let a = s.create(input, 0).unwrap();
+    let disable: CohortInput = serde_json::from_str(r#"{"state":"Disabled"}"#).unwrap();
+    let p = s.patch(&a.id, disable, 1).unwrap();
+    assert_eq!(
+        (p.state, p.description.as_str()),
+        (CohortState::Disabled, "about a")
+    );
+    let clear: CohortInput = serde_json::from_str(r#"{"description":null}"#).unwrap();
+    let p = s.patch(&a.id, clear, 2).unwrap();
+    assert_eq!(
+        (p.state, p.description.as_str()),
+        (CohortState::Disabled, "")
+    );
+    // A disabled cohort is still exported, with its state.
+    let text = String::from_utf8(s.snapshot_content().unwrap()).unwrap();
+    assert!(text.contains(r#""state":"Disabled""#), "{text}");
+    let bad: CohortInput = serde_json::from_str(r#"{"state":"live"}"#).unwrap();
+    assert!(matches!(
+        s.patch(&a.id, bad, 3),
+        Err(CohortError::Invalid("state", _))
+    ));
+}
+
+#[test]
+fn cohorts_of_earlier_versions_read_as_enabled_real_time() {
+    let old = r#"{"id":"38470a62-9837-4c86-bbf3-45dd6d52dd83","code":7,"name":"n","description":"",
+        "tags":[],"state":"live","segment_type":"standard","created_at":"2026-01-01T00:00:00.000Z",
+        "last_updated_at":"2026-01-01T00:00:00.000Z","query":null}"#;
+    let c = Cohort::from_stored(old.as_bytes(), WORKSPACE).unwrap();
+    assert_eq!(c.state, CohortState::Enabled);
+    assert_eq!(c.segment_type, "real_time");
+    assert_eq!(c.workspace_id, WORKSPACE);
+    // A type other than the old default is kept as it was stored.
+    let custom = old.replace("standard", "lookalike");
+    assert_eq!(
+        Cohort::from_stored(custom.as_bytes(), WORKSPACE)
+            .unwrap()
+            .segment_type,
+        "lookalike"
+    );
 }
