@@ -20,9 +20,9 @@ use async_trait::async_trait;
 use hivestream_core::collect::backend::{AliasEntry, Ingest, NotReady};
 use hivestream_core::log::ingest::{Batch, CommitError, Committed};
 use hivestream_core::log::record::Record;
+use hivestream_core::log::replay::link_of;
 use hivestream_core::log::retries::merge_users;
 use hivestream_core::state::dedup::Stored;
-use hivestream_core::state::identity::link_of;
 use uuid::Uuid;
 
 use crate::dedup::{client_msg_id, Done, KvDedup};

@@ -35,8 +35,9 @@ use futures::StreamExt;
 use hivestream_core::collect::backend::AliasEntry;
 use hivestream_core::collect::event::Alias;
 use hivestream_core::log::batch::sync_payload;
+use hivestream_core::log::replay::link_of;
 use hivestream_core::log::{pack_pos, unpack_pos};
-use hivestream_core::state::identity::{aliases_of, link_of, IdentityIndex, Link, Resolver};
+use hivestream_core::state::identity::{aliases_of, IdentityIndex, Link, Resolver};
 use hivestream_core::state::index_db::IndexDb;
 use hivestream_core::state::lease::Lease;
 use serde::{Deserialize, Serialize};
@@ -175,7 +176,7 @@ impl IdentityLeader {
         let cache = self.cache_bytes;
         let (db, index) = tokio::task::spawn_blocking(move || {
             let db = IndexDb::open(&path, cache)?;
-            let index = IdentityIndex::open_fed(Arc::clone(&db))?;
+            let index = IdentityIndex::open(Arc::clone(&db))?;
             Ok::<_, hivestream_core::state::identity::IdentityError>((db, index))
         })
         .await

@@ -28,8 +28,8 @@ use async_nats::jetstream::kv;
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, Context};
 use async_nats::{Client, ConnectOptions};
+use hivestream_core::backoff::Backoff;
 use hivestream_core::config::ClusterSettings;
-use hivestream_core::route::upload::Backoff;
 use thiserror::Error;
 
 use crate::names::*;

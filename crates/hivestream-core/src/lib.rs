@@ -19,6 +19,7 @@
 //! [`route`] partitions ([`route::keys`]), compresses and seals files, then
 //! uploads them through [`sink`] → the checkpoint lets the WAL be reclaimed.
 
+pub mod backoff;
 pub mod clock;
 pub mod collect;
 pub mod config;
@@ -31,8 +32,10 @@ pub mod failpoint;
 pub mod log;
 pub mod metrics;
 pub mod route;
+pub mod secret;
 pub mod serve;
 pub mod shared;
 pub mod sink;
+pub mod snapshot;
 pub mod state;
 pub mod tables;

@@ -21,12 +21,14 @@ use crate::collect::listener::serve_http;
 use crate::collect::server::app;
 use crate::config::Config;
 use crate::log::ingest::{spawn_committer, Limits};
+use crate::log::replay::{replay_identity, ReplayError};
 use crate::route::keys::WorkerId;
 use crate::route::upload::run_uploader;
 use crate::route::{run_router, LocalBackend, Router, RouterConfig, RouterError};
 use crate::shared::Shared;
 use crate::sink::{open_for_uploads, SinkError};
-use crate::state::cohorts::{run_snapshotter, CohortStore};
+use crate::snapshot::run_snapshotter;
+use crate::state::cohorts::CohortStore;
 use crate::state::identity::{IdentityError, IdentityIndex};
 use crate::state::index_db::IndexDb;
 
@@ -59,6 +61,10 @@ pub enum ServeError {
     WorkspaceId(String),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Replay(#[from] ReplayError),
+    #[error("index: {0}")]
+    Index(#[from] crate::state::index_db::IndexDbError),
 }
 
 fn data_err(path: &Path) -> impl FnOnce(std::io::Error) -> ServeError + '_ {
@@ -171,7 +177,8 @@ pub async fn serve(
         );
     }
     let db = IndexDb::open(&cfg.data_dir.join("index.redb"), cfg.index_cache_bytes)?;
-    let mut identity = IdentityIndex::open(Arc::clone(&db), wal.dir(), wal.end_lsn())?;
+    let mut identity = IdentityIndex::open(Arc::clone(&db))?;
+    replay_identity(&mut identity, wal.dir(), wal.end_lsn())?;
     identity.set_dedup_limits(cfg.dedup);
     let shared = Arc::new(Shared::default());
     let (appender, committer) = spawn_committer(wal, identity, Arc::clone(&shared), limits);

@@ -21,7 +21,7 @@
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// What a key may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

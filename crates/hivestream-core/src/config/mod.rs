@@ -20,15 +20,7 @@ mod raw;
 
 pub use raw::{RawConfig, RawKey};
 
-/// A string that is never printed.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+pub use crate::secret::Secret;
 
 /// Where objects are written.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -26,14 +26,15 @@ use thiserror::Error;
 use tokio::sync::oneshot;
 use uuid::Uuid;
 
+use crate::backoff::Backoff;
 use crate::log::batch::sync_payload;
 pub use crate::log::batch::Batch;
+use crate::log::replay::{link_of, replay_identity, ReplayError};
 use crate::log::retries::{merge_users, resolve_priors, Retries};
 use crate::metrics::METRICS;
-use crate::route::upload::Backoff;
 use crate::shared::Shared;
 use crate::state::dedup::Stored;
-use crate::state::identity::{link_of, IdentityIndex, Link, Resolver};
+use crate::state::identity::{IdentityIndex, Link, Resolver};
 
 /// Most bytes taken into one group commit.
 const MAX_GROUP_BYTES: usize = 32 << 20;
@@ -316,7 +317,10 @@ impl Committer {
             ));
         }
         let end = self.wal.end_lsn();
-        if let Err(e) = self.identity.recover(end) {
+        let healed = self.identity.recover().map_err(ReplayError::from);
+        if let Err(e) =
+            healed.and_then(|()| replay_identity(&mut self.identity, self.wal.dir(), end))
+        {
             self.recovery.failed();
             tracing::error!(error = %e, "identity index: recovery failed; answering 503 until it succeeds");
             return Err(CommitError::Identity(e.to_string()));

@@ -16,6 +16,7 @@
 pub mod batch;
 pub mod ingest;
 pub mod record;
+pub mod replay;
 pub mod retries;
 
 use std::sync::atomic::Ordering;

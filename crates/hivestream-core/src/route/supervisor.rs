@@ -20,8 +20,9 @@ use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use super::upload::{Backoff, UploadJob};
+use super::upload::UploadJob;
 use super::{Router, RouterBackend, RouterConfig, RouterError};
+use crate::backoff::Backoff;
 use crate::metrics::METRICS;
 use crate::shared::Shared;
 

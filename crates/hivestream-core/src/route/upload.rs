@@ -19,9 +19,9 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use object_store::ObjectStore;
-use rand::Rng;
 use tokio::sync::Semaphore;
 
+use crate::backoff::Backoff;
 use crate::metrics::METRICS;
 use crate::shared::Shared;
 use crate::sink::upload_file;
@@ -50,41 +50,6 @@ pub struct UploadJob {
     pub done: mpsc::Sender<u64>,
     /// The sealing router's state (in-flight set, wake-up).
     pub shared: Arc<Shared>,
-}
-
-/// Exponential backoff with full jitter: the n-th delay is uniform in
-/// `[base * 2^n / 2, base * 2^n]`, capped at `max`.
-#[derive(Debug, Clone)]
-pub struct Backoff {
-    base: Duration,
-    max: Duration,
-    attempt: u32,
-}
-
-impl Backoff {
-    pub fn new(base: Duration, max: Duration) -> Self {
-        Self {
-            base,
-            max,
-            attempt: 0,
-        }
-    }
-
-    /// Starts over from the base delay (after a success).
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
-    /// The delay before the next retry.
-    pub fn next_delay(&mut self) -> Duration {
-        let exp = self
-            .base
-            .saturating_mul(1u32 << self.attempt.min(20))
-            .min(self.max);
-        self.attempt = self.attempt.saturating_add(1);
-        let half = exp / 2;
-        half + rand::rng().random_range(Duration::ZERO..=half)
-    }
 }
 
 /// Receives jobs until the channel closes, uploading each with retries.
@@ -196,20 +161,5 @@ async fn verify_with_retry(store: &dyn ObjectStore, job: &UploadJob) -> Outcome 
                 tokio::time::sleep(delay).await;
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_grows_with_jitter_and_caps() {
-        let mut b = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
-        let d: Vec<Duration> = (0..10).map(|_| b.next_delay()).collect();
-        assert!(d[0] >= Duration::from_millis(50) && d[0] <= Duration::from_millis(100));
-        assert!(d[3] >= Duration::from_millis(400) && d[3] <= Duration::from_millis(800));
-        assert!(d.iter().all(|x| *x <= Duration::from_secs(2)));
-        assert!(d[9] >= Duration::from_secs(1));
     }
 }

@@ -1,14 +1,14 @@
 //! Cohort metadata and `segment` snapshots.
 //!
 //! Cohorts live in redb (durable commit per change). Every change bumps a
-//! `cohort_generation` counter in the same transaction. The snapshotter
-//! compares it with `snapshot_generation`, the generation its last snapshot
-//! covered: when they differ, or when `segment_snapshot_interval` has passed,
-//! it appends one `segment` record holding every cohort (`Enabled` and `Disabled`) (one JSON line
-//! each, ordered by `code`) to the WAL, then records the generation. A crash
-//! between a change and its snapshot leaves the counters apart, so the
-//! snapshot is written after restart. The snapshot's content holds no
-//! timestamp of its own, so an unchanged set of cohorts hashes the same.
+//! `cohort_generation` counter in the same transaction. The snapshot
+//! writer (`crate::snapshot`, beside `serve`) decides by
+//! [`crate::state::snapshot_rule`] from that generation and its own
+//! progress (`snapshot_generation`, `snapshot_hash`, `snapshot_at_ms`),
+//! kept here too. A crash between a change and its snapshot leaves the
+//! generation ahead of the progress, so the snapshot is written after
+//! restart. The snapshot's content holds no timestamp of its own, so an
+//! unchanged set of cohorts hashes the same.
 
 use std::sync::Arc;
 
@@ -20,7 +20,8 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::clock::write_rfc3339_ms;
-use crate::state::identity::META;
+use crate::state::index_db::{IndexDbError, META};
+use crate::state::snapshot_rule::SnapshotProgress;
 
 /// id → cohort JSON.
 const COHORTS: TableDefinition<&str, &str> = TableDefinition::new("cohorts");
@@ -154,8 +155,8 @@ db_err!(
     redb::CommitError
 );
 
-impl From<crate::state::identity::IdentityError> for CohortError {
-    fn from(e: crate::state::identity::IdentityError) -> Self {
+impl From<IndexDbError> for CohortError {
+    fn from(e: IndexDbError) -> Self {
         CohortError::Db(e.to_string())
     }
 }
@@ -441,31 +442,21 @@ impl CohortStore {
         })
     }
 
-    /// The snapshot to write now, if one is due: cohorts changed since the
-    /// last snapshot, or `interval_ms` passed. Returns `(generation, content)`.
-    pub fn snapshot_due(
-        &self,
-        now_ms: i64,
-        interval_ms: i64,
-    ) -> Result<Option<(u64, Vec<u8>)>, CohortError> {
-        let (generation, covered, at) = self.with_db(|db| {
+    /// The snapshot writer's progress and the current generation.
+    pub fn snapshot_progress(&self) -> Result<(SnapshotProgress, u64), CohortError> {
+        self.with_db(|db| {
             let txn = db.begin_read()?;
             let meta = txn.open_table(META)?;
             let get = |k: &str| -> Result<Option<u64>, CohortError> {
                 Ok(meta.get(k)?.map(|v| v.value()))
             };
-            Ok((
-                get("cohort_generation")?.unwrap_or(0),
-                get("snapshot_generation")?,
-                get("snapshot_at_ms")?.unwrap_or(0),
-            ))
-        })?;
-        let changed = covered != Some(generation);
-        let stale = now_ms - at as i64 >= interval_ms;
-        if !changed && !stale {
-            return Ok(None);
-        }
-        Ok(Some((generation, self.snapshot_content()?)))
+            let progress = SnapshotProgress {
+                covered: get("snapshot_generation")?,
+                content_hash: get("snapshot_hash")?,
+                at_ms: get("snapshot_at_ms")?.unwrap_or(0) as i64,
+            };
+            Ok((progress, get("cohort_generation")?.unwrap_or(0)))
+        })
     }
 
     /// Every cohort as `segment` lines, each ending in `\n`.
@@ -473,75 +464,25 @@ impl CohortStore {
         Ok(snapshot_lines(&mut self.list()?))
     }
 
-    /// Records that a snapshot covering `generation` is durable in the WAL.
-    pub fn mark_snapshotted(&self, generation: u64, now_ms: i64) -> Result<(), CohortError> {
+    /// Records the writer's progress (after its snapshot is durable in the
+    /// WAL, or after a skip).
+    pub fn save_snapshot_progress(&self, p: SnapshotProgress) -> Result<(), CohortError> {
         self.with_db(|db| {
             let txn = db.begin_write()?;
             {
                 let mut meta = txn.open_table(META)?;
-                meta.insert("snapshot_generation", generation)?;
-                meta.insert("snapshot_at_ms", now_ms.max(0) as u64)?;
+                if let Some(generation) = p.covered {
+                    meta.insert("snapshot_generation", generation)?;
+                }
+                if let Some(hash) = p.content_hash {
+                    meta.insert("snapshot_hash", hash)?;
+                }
+                meta.insert("snapshot_at_ms", p.at_ms.max(0) as u64)?;
             }
             txn.commit()?;
             Ok(())
         })
     }
-}
-
-/// Writes due snapshots to the WAL every `tick`, and once more when `stop`
-/// fires, so a change made just before shutdown is still exported.
-pub async fn run_snapshotter(
-    store: CohortStore,
-    appender: crate::log::ingest::Appender,
-    interval: std::time::Duration,
-    tick: std::time::Duration,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    loop {
-        let stopping = tokio::select! {
-            _ = tokio::time::sleep(tick) => false,
-            _ = stop.changed() => true,
-        };
-        if let Err(e) = snapshot_once(&store, &appender, interval.as_millis() as i64).await {
-            tracing::warn!(error = %e, "segment snapshot not written; will retry");
-        }
-        if stopping {
-            return;
-        }
-    }
-}
-
-async fn snapshot_once(
-    store: &CohortStore,
-    appender: &crate::log::ingest::Appender,
-    interval_ms: i64,
-) -> Result<(), String> {
-    let now = crate::clock::now_ms();
-    let s = store.clone();
-    let due = tokio::task::spawn_blocking(move || s.snapshot_due(now, interval_ms))
-        .await
-        .map_err(|e| e.to_string())?;
-    let Some((generation, content)) = due.map_err(|e| e.to_string())? else {
-        return Ok(());
-    };
-    let mut batch = crate::log::ingest::Batch::default();
-    batch.push(&crate::log::record::Record {
-        data_type: crate::log::record::DataType::Segment,
-        time_ms: now,
-        line: &content,
-    });
-    appender.append(batch).await.map_err(|e| e.to_string())?;
-    let s = store.clone();
-    tokio::task::spawn_blocking(move || s.mark_snapshotted(generation, now))
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
-    tracing::info!(
-        generation,
-        bytes = content.len(),
-        "segment snapshot written"
-    );
-    Ok(())
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@
 use redb::{ReadableTable, TableDefinition, WriteTransaction};
 use uuid::Uuid;
 
-use super::identity::META;
+use super::index_db::META;
 
 /// Event id → (time_ms, user, acked_at_ms).
 const DEDUP: TableDefinition<[u8; 16], (i64, [u8; 16], i64)> = TableDefinition::new("dedup");

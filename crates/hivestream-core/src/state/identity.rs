@@ -1,39 +1,37 @@
 //! The identity index: which user each alias `(tag, id)` belongs to, and the
 //! reverse, kept in redb under the data dir.
 //!
-//! The WAL is the source of truth: a `sync_aliases` record *is* an identity
+//! The log is the source of truth: a `sync_aliases` record *is* an identity
 //! change ("alias → user, with this priority"), and the index is what you
-//! get by applying those records in LSN order. The committer thread applies
-//! each group right after its WAL commit (a cheap non-durable redb commit,
-//! visible to readers at once) and makes the index durable, together with
-//! the LSN it has applied up to, at most every [`DURABLE_EVERY`]. On start
-//! the index replays the WAL from its durable LSN, and the WAL is never
-//! truncated past that LSN, so no identity change is lost to `kill -9`.
+//! get by applying those records in log order. The index is fed: whoever
+//! owns a log applies each group right after it is committed (a cheap
+//! non-durable redb commit, visible to readers at once) and the index makes
+//! itself durable, together with the position it has applied up to, at most
+//! every [`DURABLE_EVERY`]. On start, and after a failure, the owner replays
+//! its log from [`IdentityIndex::applied`] (`serve`: the committer, from the
+//! WAL, see `log::replay`; a cluster: the identity leader, from the identity
+//! stream), and it never truncates its log past [`IdentityIndex::durable_lsn`],
+//! so no identity change is lost to `kill -9`. The index itself reads no log.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hivestream_wal::{Lsn, WalReader};
+use hivestream_wal::Lsn;
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 use serde::Deserialize;
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::collect::event::Alias;
-use crate::log::record::{DataType, Record};
 use crate::state::dedup::{self, DedupLimits, Stored};
-use crate::state::index_db::IndexDb;
+use crate::state::index_db::{IndexDb, IndexDbError, META};
 
 /// `(tag, id)` → `(user uuid, priority)`.
 const ALIASES: TableDefinition<(&str, &str), ([u8; 16], i64)> = TableDefinition::new("aliases");
 /// `(user uuid, tag, id)` → priority.
 const USER_ALIASES: TableDefinition<([u8; 16], &str, &str), i64> =
     TableDefinition::new("user_aliases");
-/// Named counters (`applied_lsn`, cohort generations, …).
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-
 /// Longest time between durable index commits.
 pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 
@@ -42,8 +40,8 @@ pub const DURABLE_EVERY: Duration = Duration::from_secs(1);
 pub enum IdentityError {
     #[error("identity index: {0}")]
     Db(String),
-    #[error("identity replay: {0}")]
-    Wal(#[from] hivestream_wal::WalError),
+    #[error("identity index: {0}")]
+    Index(#[from] IndexDbError),
 }
 
 macro_rules! db_err {
@@ -80,14 +78,11 @@ pub struct Link {
 /// The redb-backed index.
 pub struct IdentityIndex {
     db: Arc<IndexDb>,
-    /// The WAL it replays from (`serve`); `None` when its owner feeds it
-    /// (the cluster's identity leader replays the identity stream itself).
-    wal_dir: Option<PathBuf>,
     /// The [`IndexDb`] generation `applied` and `durable` describe.
     generation: u64,
     /// Applied (visible) up to here.
     applied: Lsn,
-    /// Durable up to here: the WAL must keep everything from this LSN.
+    /// Durable up to here: the log must keep everything from this position.
     durable: Lsn,
     durable_at: Instant,
     /// How long and how many client event ids are remembered.
@@ -95,34 +90,18 @@ pub struct IdentityIndex {
 }
 
 impl IdentityIndex {
-    /// Opens the index and replays the WAL from its durable LSN to `end`.
-    pub fn open(db: Arc<IndexDb>, wal_dir: &Path, end: Lsn) -> Result<Self, IdentityError> {
+    /// Opens the index at the position it is durable up to; its owner then
+    /// feeds it from there with [`IdentityIndex::apply`].
+    pub fn open(db: Arc<IndexDb>) -> Result<Self, IdentityError> {
         let mut index = Self {
             db,
-            wal_dir: Some(wal_dir.to_path_buf()),
             generation: 0,
             applied: 0,
             durable: 0,
             durable_at: Instant::now(),
             dedup: DedupLimits::default(),
         };
-        index.reload(end)?;
-        Ok(index)
-    }
-
-    /// Opens an index its owner feeds with [`IdentityIndex::apply`]: it
-    /// only loads the position it is durable up to ([`IdentityIndex::applied`]).
-    pub fn open_fed(db: Arc<IndexDb>) -> Result<Self, IdentityError> {
-        let mut index = Self {
-            db,
-            wal_dir: None,
-            generation: 0,
-            applied: 0,
-            durable: 0,
-            durable_at: Instant::now(),
-            dedup: DedupLimits::default(),
-        };
-        index.reload(0)?;
+        index.reload()?;
         Ok(index)
     }
 
@@ -143,9 +122,9 @@ impl IdentityIndex {
         self.applied
     }
 
-    /// Reads the durable LSN from the database, then replays the WAL from
-    /// there to `end` and makes the result durable.
-    fn reload(&mut self, end: Lsn) -> Result<(), IdentityError> {
+    /// Reads the durable position from the database: everything applied
+    /// above it and not made durable is gone with a reopen, and is fed again.
+    fn reload(&mut self) -> Result<(), IdentityError> {
         let (generation, db) = self.db.handle()?;
         let txn = db.begin_write()?;
         txn.open_table(ALIASES)?;
@@ -160,18 +139,18 @@ impl IdentityIndex {
         self.generation = generation;
         self.applied = applied;
         self.durable = applied;
-        self.catch_up(end)?;
-        self.make_durable()
+        Ok(())
     }
 
-    /// Brings the index up to `end` after a failure or a reopen of the
-    /// database by anyone: reopens it if this index's generation failed,
-    /// then reloads and replays. Cheap when nothing happened.
-    pub fn recover(&mut self, end: Lsn) -> Result<(), IdentityError> {
+    /// Starts over after a failure or a reopen of the database by anyone:
+    /// reopens it if this index's generation failed, then reloads the
+    /// durable position. The owner replays its log from
+    /// [`IdentityIndex::applied`] next. Cheap when nothing happened.
+    pub fn recover(&mut self) -> Result<(), IdentityError> {
         if self.db.generation() == self.generation {
             self.db.reopen_after(self.generation)?;
         }
-        self.reload(end)
+        self.reload()
     }
 
     /// Whether the database was reopened since this index last loaded: its
@@ -183,31 +162,6 @@ impl IdentityIndex {
     /// LSN up to which the index is durable: the WAL may be cut below it.
     pub fn durable_lsn(&self) -> Lsn {
         self.durable
-    }
-
-    /// Applies every `sync_aliases` record in the WAL from the applied LSN
-    /// up to `end`.
-    fn catch_up(&mut self, end: Lsn) -> Result<(), IdentityError> {
-        if self.applied >= end {
-            return Ok(());
-        }
-        let Some(wal_dir) = &self.wal_dir else {
-            return Err(IdentityError::Db(format!(
-                "the index is at {} and has no log to replay up to {end}",
-                self.applied
-            )));
-        };
-        let mut reader = WalReader::open(wal_dir, self.applied)?;
-        let mut links = Vec::new();
-        let mut ids = Vec::new();
-        while let Some((_, payload)) = reader.next(end)? {
-            if let Some(link) = link_of(payload) {
-                links.push(link);
-            } else if let Some(id) = event_ids(payload) {
-                ids.push(id);
-            }
-        }
-        self.apply(&links, &ids, end)
     }
 
     /// Applies links and client event ids committed to the WAL up to `end`
@@ -290,23 +244,6 @@ struct Changes<'a> {
     ids: &'a [(Uuid, Stored)],
 }
 
-/// The `(event_id, stored result)` of an events record read back from the
-/// WAL.
-fn event_ids(payload: &[u8]) -> Option<(Uuid, Stored)> {
-    let rec = Record::decode(payload).ok()?;
-    if rec.data_type != DataType::Events {
-        return None;
-    }
-    let (id, user) = crate::collect::event::line_ids(rec.line)?;
-    Some((
-        id,
-        Stored {
-            time_ms: rec.time_ms,
-            user,
-        },
-    ))
-}
-
 /// One transaction: every link, the reverse map, the client event ids
 /// (forgetting expired ones when `prune` is given), and `applied_lsn`.
 fn write_links(
@@ -376,14 +313,9 @@ fn read_aliases(db: &Database, user: &Uuid) -> Result<Vec<(String, String, i64)>
     Ok(out)
 }
 
-/// The link a WAL payload carries, if it is a `sync_aliases` record.
-pub fn link_of(payload: &[u8]) -> Option<Link> {
-    // Cheap exit for the common case: not a sync_aliases record.
-    let rec = Record::decode(payload).ok()?;
-    if rec.data_type != DataType::SyncAliases {
-        return None;
-    }
-    let line: SyncLine = serde_json::from_slice(rec.line).ok()?;
+/// The link a `sync_aliases` line records.
+pub fn link_of_line(line: &[u8]) -> Option<Link> {
+    let line: SyncLine = serde_json::from_slice(line).ok()?;
     Some(Link {
         user: line.user_id,
         tag: line.tag,

@@ -13,15 +13,38 @@
 //! the last durable one. Whoever keeps state derived from such commits (the
 //! identity index) compares [`IndexDb::generation`] before each use and
 //! rebuilds that state when it moved.
+//!
+//! A leaf of `state/`: the identity index, the dedup store and the cohort
+//! store build on it, never the other way round. It owns the schema's
+//! shared table ([`META`]) and its own error type.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use redb::Database;
+use redb::{Database, TableDefinition};
+use thiserror::Error;
 
-use crate::state::identity::IdentityError;
+/// Counters and positions of every store in the database, one `u64` per
+/// name: the identity index's `applied_lsn`, the dedup store's
+/// `dedup_count`, the cohort store's `cohort_next_code`,
+/// `cohort_generation`, `snapshot_generation` and `snapshot_at_ms`.
+pub const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// Why the database could not be opened or used.
+#[derive(Debug, Error)]
+pub enum IndexDbError {
+    #[error("{}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        source: redb::DatabaseError,
+    },
+    #[error("{} is closed after an I/O error and could not be reopened yet", .0.display())]
+    Closed(PathBuf),
+    #[error("reopen: the index is still in use; will retry")]
+    InUse,
+}
 
 /// How long a reopen waits for operations still holding the old handle.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,17 +57,20 @@ pub struct IndexDb {
     generation: AtomicU64,
 }
 
-fn open_file(path: &Path, cache_bytes: usize) -> Result<Database, IdentityError> {
+fn open_file(path: &Path, cache_bytes: usize) -> Result<Database, IndexDbError> {
     redb::Builder::new()
         .set_cache_size(cache_bytes)
         .create(path)
-        .map_err(|e| IdentityError::Db(format!("{}: {e}", path.display())))
+        .map_err(|source| IndexDbError::Open {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 impl IndexDb {
     /// Opens (or creates) the database with a page cache of `cache_bytes`
     /// (redb's default of 1 GiB would let memory grow with the index).
-    pub fn open(path: &Path, cache_bytes: usize) -> Result<Arc<Self>, IdentityError> {
+    pub fn open(path: &Path, cache_bytes: usize) -> Result<Arc<Self>, IndexDbError> {
         let db = open_file(path, cache_bytes)?;
         Ok(Arc::new(Self {
             path: path.to_path_buf(),
@@ -61,14 +87,11 @@ impl IndexDb {
 
     /// The database for one operation, with its generation. Do not keep the
     /// handle beyond the operation: a reopen waits for it.
-    pub fn handle(&self) -> Result<(u64, Arc<Database>), IdentityError> {
+    pub fn handle(&self) -> Result<(u64, Arc<Database>), IndexDbError> {
         let guard = self.current.read().unwrap_or_else(|e| e.into_inner());
         match guard.as_ref() {
             Some(db) => Ok((self.generation(), Arc::clone(db))),
-            None => Err(IdentityError::Db(format!(
-                "{} is closed after an I/O error and could not be reopened yet",
-                self.path.display()
-            ))),
+            None => Err(IndexDbError::Closed(self.path.clone())),
         }
     }
 
@@ -76,7 +99,7 @@ impl IndexDb {
     /// calls a storage error, reopens the database (redb fails every later
     /// operation after an I/O error until then), so that the next call can
     /// succeed once the cause, a full disk say, is gone.
-    pub fn run<T, E: From<IdentityError> + std::fmt::Display>(
+    pub fn run<T, E: From<IndexDbError> + std::fmt::Display>(
         &self,
         op: impl FnOnce(&Database) -> Result<T, E>,
         is_storage: impl FnOnce(&E) -> bool,
@@ -97,7 +120,7 @@ impl IndexDb {
 
     /// Closes and reopens the database, unless it was already reopened
     /// since `seen` (the generation of the handle whose operation failed).
-    pub fn reopen_after(&self, seen: u64) -> Result<(), IdentityError> {
+    pub fn reopen_after(&self, seen: u64) -> Result<(), IndexDbError> {
         let mut guard = self.current.write().unwrap_or_else(|e| e.into_inner());
         if self.generation() != seen && guard.is_some() {
             return Ok(());
@@ -105,9 +128,7 @@ impl IndexDb {
         if let Some(old) = guard.take() {
             if let Err(old) = wait_sole_owner(old) {
                 *guard = Some(old);
-                return Err(IdentityError::Db(
-                    "reopen: the index is still in use; will retry".into(),
-                ));
+                return Err(IndexDbError::InUse);
             }
         }
         let db = open_file(&self.path, self.cache_bytes)?;

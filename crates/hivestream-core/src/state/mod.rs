@@ -8,3 +8,4 @@ pub mod dedup;
 pub mod identity;
 pub mod index_db;
 pub mod lease;
+pub mod snapshot_rule;

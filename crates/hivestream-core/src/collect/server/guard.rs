@@ -224,7 +224,7 @@ fn preflight(access: &Access, origin: Option<&str>, key: Option<&str>) -> Respon
 mod tests {
     use super::*;
     use crate::collect::access::{ApiKey, OriginPattern};
-    use crate::config::Secret;
+    use crate::secret::Secret;
 
     fn access() -> Access {
         Access::new(vec![

@@ -98,17 +98,24 @@ fn patch_delete_and_list() {
 }
 
 #[test]
-fn snapshots_are_due_on_change_and_on_interval() {
-    let (_d, s) = store();
+fn snapshot_progress_follows_changes_and_survives_reopen() {
+    use crate::state::snapshot_rule::{content_hash, next_step, SnapshotStep};
+    let (dir, s) = store();
+    let step = |s: &CohortStore, now: i64| {
+        let (p, generation) = s.snapshot_progress().unwrap();
+        let st = next_step(&p, generation, now, 3_600_000, || {
+            s.snapshot_content().map(|c| content_hash(&c))
+        })
+        .unwrap();
+        s.save_snapshot_progress(p.after(st, now)).unwrap();
+        st
+    };
     // Nothing was ever snapshotted: an (empty) snapshot is due at once.
-    let (g0, content) = s.snapshot_due(0, 3_600_000).unwrap().unwrap();
-    assert!(content.is_empty());
-    s.mark_snapshotted(g0, 0).unwrap();
-    assert!(s.snapshot_due(1, 3_600_000).unwrap().is_none());
+    assert!(matches!(step(&s, 0), SnapshotStep::Write { .. }));
+    assert_eq!(step(&s, 1), SnapshotStep::UpToDate);
     s.create(named("x"), 5).unwrap();
-    let (g1, content) = s.snapshot_due(10, 3_600_000).unwrap().unwrap();
-    assert!(g1 > g0);
-    let text = String::from_utf8(content.clone()).unwrap();
+    assert!(matches!(step(&s, 10), SnapshotStep::Write { .. }));
+    let text = String::from_utf8(s.snapshot_content().unwrap()).unwrap();
     assert!(text.ends_with('\n') && text.lines().count() == 1);
     let fields: Vec<_> = [
         "id",
@@ -127,11 +134,19 @@ fn snapshots_are_due_on_change_and_on_interval() {
     .collect();
     assert!(fields.windows(2).all(|w| w[0] < w[1]), "{text}");
     assert!(!text.contains("query"));
-    s.mark_snapshotted(g1, 10).unwrap();
-    assert!(s.snapshot_due(20, 3_600_000).unwrap().is_none());
-    // The interval passes: due again, with the same content (same hash).
-    let (_, again) = s.snapshot_due(3_600_010, 3_600_000).unwrap().unwrap();
-    assert_eq!(again, content);
+    // Changes that cancel out between two ticks (a cohort made and deleted)
+    // move the generation but not the content: covered, nothing written.
+    let y = s.create(named("y"), 15).unwrap();
+    s.delete(&y.id).unwrap();
+    assert!(matches!(step(&s, 20), SnapshotStep::Cover { .. }));
+    assert_eq!(step(&s, 21), SnapshotStep::UpToDate);
+    // The progress is kept in the index: a reopened store agrees.
+    drop(s);
+    let db = crate::state::index_db::IndexDb::open(&dir.path().join("db.redb"), 1 << 20).unwrap();
+    let s = CohortStore::new(db, WORKSPACE).unwrap();
+    assert_eq!(step(&s, 22), SnapshotStep::UpToDate);
+    // The interval passes: due again, with the same content.
+    assert!(matches!(step(&s, 3_700_000), SnapshotStep::Write { .. }));
 }
 
 #[test]

@@ -1,8 +1,7 @@
-//! Index behaviour: links, re-links, replay from the WAL after a crash, and
-//! property tests of alias resolution.
+//! Index behaviour: a fed index, what a reopen discards, and property tests
+//! of alias resolution. Replay from the WAL is tested in `log::replay`.
 
 use super::*;
-use hivestream_wal::{Wal, WalOptions};
 use proptest::prelude::*;
 
 fn link(user: u128, tag: &str, id: &str, priority: i64) -> Link {
@@ -22,122 +21,48 @@ fn alias(tag: &str, id: &str, priority: i64) -> Alias {
     }
 }
 
-fn sync_payload(l: &Link) -> Vec<u8> {
-    crate::log::batch::sync_payload(0, l)
-}
-
 #[test]
-fn sync_line_round_trips_through_link_of() {
-    let l = link(7, "email\"x", "a@b", 3);
-    let payload = sync_payload(&l);
-    assert_eq!(link_of(&payload), Some(l));
-    let rec = Record::decode(&payload).unwrap();
-    let v: serde_json::Value = serde_json::from_slice(rec.line).unwrap();
-    let keys: Vec<_> = std::str::from_utf8(rec.line)
-        .unwrap()
-        .match_indices("\":")
-        .map(|(i, _)| i)
-        .collect();
-    assert_eq!(keys.len(), 5);
-    assert_eq!(v["tag"], "email\"x");
-}
-
-#[test]
-fn relink_moves_alias_between_users_and_survives_replay() {
+fn a_fed_index_serves_what_it_was_fed_and_recover_returns_to_the_durable_position() {
     let dir = tempfile::tempdir().unwrap();
-    let wal_dir = dir.path().join("wal");
-    let (mut wal, _) = Wal::open(&wal_dir, WalOptions::default()).unwrap();
-    let links = [
-        link(1, "email", "a", 0),
-        link(1, "cookie", "c", 1),
-        link(2, "email", "a", 0),
-    ];
-    for l in &links {
-        wal.append(&sync_payload(l)).unwrap();
-    }
-    let end = wal.commit().unwrap();
     let db =
         crate::state::index_db::IndexDb::open(&dir.path().join("index.redb"), 1 << 20).unwrap();
-    // Nothing applied yet: opening replays the WAL.
-    let index = IdentityIndex::open(db.clone(), &wal_dir, end).unwrap();
-    assert_eq!(index.durable_lsn(), end);
-    let got = index
-        .lookup(&[
-            alias("email", "a", 0),
-            alias("cookie", "c", 0),
-            alias("x", "y", 0),
-        ])
-        .unwrap();
+    let mut index = IdentityIndex::open(db.clone()).unwrap();
+    assert_eq!((index.applied(), index.durable_lsn()), (0, 0));
+    index.apply(&[link(1, "email", "a", 0)], &[], 10).unwrap();
+    index.make_durable().unwrap();
+    index.apply(&[link(2, "email", "b", 0)], &[], 20).unwrap();
+    assert_eq!((index.applied(), index.durable_lsn()), (20, 10));
     assert_eq!(
-        got,
-        vec![
-            Some((Uuid::from_u128(2), 0)),
-            Some((Uuid::from_u128(1), 1)),
-            None
-        ]
+        index
+            .lookup(&[alias("email", "a", 0), alias("email", "b", 0)])
+            .unwrap(),
+        vec![Some((Uuid::from_u128(1), 0)), Some((Uuid::from_u128(2), 0))]
     );
-    assert_eq!(
-        aliases_of(&db, &Uuid::from_u128(1)).unwrap(),
-        vec![("cookie".into(), "c".into(), 1)]
-    );
-    assert_eq!(
-        aliases_of(&db, &Uuid::from_u128(2)).unwrap(),
-        vec![("email".into(), "a".into(), 0)]
-    );
-    assert!(aliases_of(&db, &Uuid::from_u128(3)).unwrap().is_empty());
-}
-
-#[test]
-fn non_durable_applies_are_replayed_after_a_crash() {
-    let dir = tempfile::tempdir().unwrap();
-    let wal_dir = dir.path().join("wal");
-    let (mut wal, _) = Wal::open(&wal_dir, WalOptions::default()).unwrap();
-    let path = dir.path().join("index.redb");
-    let db = crate::state::index_db::IndexDb::open(&path, 1 << 20).unwrap();
-    let mut index = IdentityIndex::open(db.clone(), &wal_dir, 0).unwrap();
-    let l = link(9, "t", "i", 0);
-    wal.append(&sync_payload(&l)).unwrap();
-    let end = wal.commit().unwrap();
-    index.apply(std::slice::from_ref(&l), &[], end).unwrap();
-    assert_eq!(index.durable_lsn(), 0, "not yet durable: WAL must be kept");
-    // "Crash": drop without a durable commit, reopen.
-    drop(index);
-    drop(db);
-    let db = crate::state::index_db::IndexDb::open(&path, 1 << 20).unwrap();
-    let index = IdentityIndex::open(db, &wal_dir, end).unwrap();
-    assert_eq!(
-        index.lookup(&[alias("t", "i", 0)]).unwrap(),
-        vec![Some((Uuid::from_u128(9), 0))]
-    );
-}
-
-#[test]
-fn a_reopen_elsewhere_makes_the_index_stale_and_recover_replays() {
-    let dir = tempfile::tempdir().unwrap();
-    let wal_dir = dir.path().join("wal");
-    let (mut wal, _) = Wal::open(&wal_dir, WalOptions::default()).unwrap();
-    let db =
-        crate::state::index_db::IndexDb::open(&dir.path().join("index.redb"), 1 << 20).unwrap();
-    let mut index = IdentityIndex::open(db.clone(), &wal_dir, 0).unwrap();
-    let l = link(4, "email", "x", 0);
-    wal.append(&sync_payload(&l)).unwrap();
-    let end = wal.commit().unwrap();
-    index.apply(std::slice::from_ref(&l), &[], end).unwrap();
-    // The cohort side hit an I/O error and reopened the shared database:
-    // the non-durable link above is gone from it.
+    // Someone reopened the database: what was not durable may be gone, so
+    // the index refuses to be fed on the old generation and, recovered,
+    // starts from the position the database holds; its owner feeds it
+    // again from there.
     db.reopen_after(db.generation()).unwrap();
     assert!(index.stale());
     assert!(
-        index.apply(&[link(5, "a", "b", 0)], &[], end).is_err(),
+        index.apply(&[link(5, "a", "b", 0)], &[], 30).is_err(),
         "writes on a stale generation must fail, not land half-applied"
     );
-    index.recover(end).unwrap();
+    index.recover().unwrap();
     assert!(!index.stale());
-    assert_eq!(
-        index.lookup(&[alias("email", "x", 0)]).unwrap(),
-        vec![Some((Uuid::from_u128(4), 0))]
+    let from = index.applied();
+    assert!(
+        from == 10 || from == 20,
+        "durable or flushed at close: {from}"
     );
-    assert_eq!(index.durable_lsn(), end);
+    assert_eq!(index.durable_lsn(), from);
+    assert_eq!(
+        index.lookup(&[alias("email", "a", 0)]).unwrap(),
+        vec![Some((Uuid::from_u128(1), 0))]
+    );
+    // A reopened index starts where it was durable.
+    drop(index);
+    assert_eq!(IdentityIndex::open(db).unwrap().applied(), from);
 }
 
 proptest! {
@@ -169,40 +94,4 @@ proptest! {
             prop_assert_eq!(m.unwrap().0, Uuid::from_u128(expected));
         }
     }
-}
-
-#[test]
-fn client_event_ids_survive_a_crash_through_the_wal() {
-    let dir = tempfile::tempdir().unwrap();
-    let wal_dir = dir.path().join("wal");
-    let (mut wal, _) = Wal::open(&wal_dir, WalOptions::default()).unwrap();
-    let path = dir.path().join("index.redb");
-    let db = crate::state::index_db::IndexDb::open(&path, 1 << 20).unwrap();
-    let mut index = IdentityIndex::open(db.clone(), &wal_dir, 0).unwrap();
-    let id = Uuid::from_u128(77);
-    let user = Uuid::from_u128(78);
-    let line = format!(
-        r#"{{"event_id":"{id}","time":"2026-01-01T00:00:00.005Z","name":"a","user_id":"{user}","session_id":null,"view_id":null,"segments":[],"cohorts":[],"properties":{{}}}}"#
-    );
-    let mut payload = Vec::new();
-    Record {
-        data_type: DataType::Events,
-        time_ms: 5,
-        line: line.as_bytes(),
-    }
-    .encode(&mut payload);
-    wal.append(&payload).unwrap();
-    let end = wal.commit().unwrap();
-    let stored = crate::state::dedup::Stored { time_ms: 5, user };
-    index.apply(&[], &[(id, stored)], end).unwrap();
-    assert_eq!(index.seen(&[id]).unwrap(), vec![Some(stored)]);
-    // "Crash" before the durable commit: the WAL replay brings the id back.
-    drop(index);
-    drop(db);
-    let db = crate::state::index_db::IndexDb::open(&path, 1 << 20).unwrap();
-    let index = IdentityIndex::open(db, &wal_dir, end).unwrap();
-    assert_eq!(
-        index.seen(&[id, Uuid::from_u128(1)]).unwrap(),
-        vec![Some(stored), None]
-    );
 }
