@@ -34,7 +34,7 @@ use futures::StreamExt;
 use hivestream_core::backoff::Backoff;
 use hivestream_core::log::{pack_pos, unpack_pos, LogError, LogReader, Pos, MAX_MESSAGE_RECORDS};
 use hivestream_core::metrics::METRICS;
-use hivestream_core::shared::Shared;
+use hivestream_core::signal::Signal;
 use hivestream_wal::{decode_frame, encode_frame};
 use thiserror::Error;
 use tokio::sync::mpsc;
@@ -110,17 +110,24 @@ impl Drop for JsLogReader {
     }
 }
 
+/// How a [`JsLogReader`] treats what it has read.
+pub struct ReadOptions {
+    /// Purge the stream below each checkpoint (events partitions).
+    pub purge: bool,
+    /// Drop every copy of a client-id event but the first.
+    pub dedup: Option<KvDedup>,
+}
+
 impl JsLogReader {
-    /// Reads `subject` of `stream` from `from`, waking `shared`'s router as
-    /// messages arrive; purges below checkpoints when `purge` is set; with
-    /// `dedup`, drops every copy of a client-id event but the first (see
-    /// [`crate::dedup`]).
+    /// Reads `subject` of `stream` from `from`, notifying `wake` (its
+    /// router's) as messages arrive, treating them as `options` say (see
+    /// [`crate::dedup`] for the dedup).
     pub fn open(
         stream: stream::Stream,
         subject: String,
         from: Pos,
-        shared: Arc<Shared>,
-        (purge, dedup): (bool, Option<KvDedup>),
+        wake: Arc<Signal>,
+        ReadOptions { purge, dedup }: ReadOptions,
         rt: &tokio::runtime::Handle,
     ) -> Self {
         let (seq, index) = unpack_pos(from);
@@ -131,7 +138,7 @@ impl JsLogReader {
             subject,
             dedup,
         };
-        let fetcher = rt.spawn(fetch(source, seq.max(1), tx, shared));
+        let fetcher = rt.spawn(fetch(source, seq.max(1), tx, wake));
         Self {
             rx,
             current: None,
@@ -303,7 +310,7 @@ fn first_record(payload: &[u8], seq: u64) -> Option<Done> {
 /// Feeds `tx` with the subject's messages from `start`, recreating the
 /// ordered consumer after errors (a server or leader lost), until the
 /// reader is dropped.
-async fn fetch(source: Source, start: u64, tx: mpsc::Sender<Fetched>, shared: Arc<Shared>) {
+async fn fetch(source: Source, start: u64, tx: mpsc::Sender<Fetched>, wake: Arc<Signal>) {
     let Source {
         ref stream,
         ref subject,
@@ -355,7 +362,7 @@ async fn fetch(source: Source, start: u64, tx: mpsc::Sender<Fetched>, shared: Ar
             if tx.send(fetched).await.is_err() {
                 return;
             }
-            shared.router_wake.notify();
+            wake.notify();
         }
         tokio::time::sleep(backoff.next_delay()).await;
     }

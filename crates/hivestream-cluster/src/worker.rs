@@ -17,7 +17,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -28,9 +27,9 @@ use hivestream_core::route::keys::WorkerId;
 use hivestream_core::route::ledger::LedgerStore;
 use hivestream_core::route::upload::{run_uploader, UploadJob};
 use hivestream_core::route::{
-    run_router, DeflatePool, Router, RouterBackend, RouterConfig, RouterError,
+    run_router, DeflatePool, Router, RouterBackend, RouterConfig, RouterError, RouterLinks,
+    RouterSignals,
 };
-use hivestream_core::shared::Shared;
 use hivestream_core::state::lease::{Lease, Leases};
 use object_store::ObjectStore;
 use tokio::sync::watch;
@@ -39,7 +38,7 @@ use crate::assign::assign;
 use crate::dedup::KvDedup;
 use crate::lease::KvLeases;
 use crate::ledger::KvLedger;
-use crate::log::JsLogReader;
+use crate::log::{JsLogReader, ReadOptions};
 use crate::names::LogPartition;
 use crate::setup::Cluster;
 
@@ -74,7 +73,7 @@ pub trait TaskJob: Send + Sync + 'static {
 /// A running job.
 enum Running {
     Route {
-        shared: Arc<Shared>,
+        signals: Arc<RouterSignals>,
         thread: std::thread::JoinHandle<Result<(), RouterError>>,
     },
     Task {
@@ -95,10 +94,7 @@ impl Running {
     /// Asks for a graceful stop (seal, upload, checkpoint).
     fn stop(&self) {
         match self {
-            Running::Route { shared, .. } => {
-                shared.input_closed.store(true, Ordering::Release);
-                shared.router_wake.notify();
-            }
+            Running::Route { signals, .. } => signals.close_input(),
             Running::Task { stop, .. } => {
                 let _ = stop.send(true);
             }
@@ -108,10 +104,7 @@ impl Running {
     /// Stops at once: the lease is lost.
     fn abort(&self) {
         match self {
-            Running::Route { shared, .. } => {
-                shared.abort.store(true, Ordering::Release);
-                shared.router_wake.notify();
-            }
+            Running::Route { signals, .. } => signals.abort(),
             Running::Task { stop, handle, .. } => {
                 let _ = stop.send(true);
                 handle.abort();
@@ -131,7 +124,7 @@ struct KvBackend {
     cluster: Cluster,
     partition: LogPartition,
     node: String,
-    shared: Arc<Shared>,
+    signals: Arc<RouterSignals>,
     rt: tokio::runtime::Handle,
 }
 
@@ -160,8 +153,11 @@ impl RouterBackend for KvBackend {
             stream,
             subject,
             from,
-            Arc::clone(&self.shared),
-            (self.partition.purges(), self.dedup()),
+            Arc::clone(&self.signals.wake),
+            ReadOptions {
+                purge: self.partition.purges(),
+                dedup: self.dedup(),
+            },
             &self.rt,
         )))
     }
@@ -177,7 +173,7 @@ pub struct Worker {
     held: HashMap<String, Held>,
     /// Per partition, kept across restarts of its router on this worker, so
     /// uploads still running keep their spool files.
-    shared: HashMap<LogPartition, Arc<Shared>>,
+    signals: HashMap<LogPartition, Arc<RouterSignals>>,
     rt: tokio::runtime::Handle,
 }
 
@@ -199,7 +195,7 @@ pub async fn run_worker(
         tasks,
         uploads,
         held: HashMap::new(),
-        shared: HashMap::new(),
+        signals: HashMap::new(),
         rt: tokio::runtime::Handle::current(),
     };
     let tick = (ttl / 4).max(Duration::from_millis(250));
@@ -381,9 +377,8 @@ impl Worker {
     }
 
     fn start_router(&mut self, partition: LogPartition) -> Running {
-        let shared = Arc::clone(self.shared.entry(partition).or_default());
-        shared.input_closed.store(false, Ordering::Release);
-        shared.abort.store(false, Ordering::Release);
+        let signals = Arc::clone(self.signals.entry(partition).or_default());
+        signals.rearm();
         let cfg = RouterConfig {
             spool: self.cfg.data_dir.join("spool").join(partition.ledger_key()),
             prefix: self.cfg.prefix.clone(),
@@ -398,16 +393,20 @@ impl Worker {
             cluster: self.cluster.clone(),
             partition,
             node: self.cfg.node.clone(),
-            shared: Arc::clone(&shared),
+            signals: Arc::clone(&signals),
             rt: self.rt.clone(),
         };
-        let uploads = self.uploads.clone();
-        let thread_shared = Arc::clone(&shared);
+        let (done_tx, done_rx) = mpsc::channel();
+        let links = RouterLinks {
+            signals: Arc::clone(&signals),
+            uploads: self.uploads.clone(),
+            done_tx,
+        };
         let thread = std::thread::Builder::new()
             .name(format!("router-{}", partition.ledger_key()))
-            .spawn(move || route_partition(cfg, thread_shared, uploads, backend))
+            .spawn(move || route_partition(cfg, links, done_rx, backend))
             .expect("spawn router thread");
-        Running::Route { shared, thread }
+        Running::Route { signals, thread }
     }
 
     /// Stops every job gracefully (renewing leases meanwhile), releases the
@@ -436,27 +435,21 @@ impl Worker {
 /// under the supervisor until stopped or fenced.
 fn route_partition(
     cfg: RouterConfig,
-    shared: Arc<Shared>,
-    uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
+    links: RouterLinks,
+    done_rx: mpsc::Receiver<u64>,
     backend: KvBackend,
 ) -> Result<(), RouterError> {
-    let (done_tx, done_rx) = mpsc::channel();
+    let signals = Arc::clone(&links.signals);
     let first = loop {
-        match Router::open(
-            cfg.clone(),
-            Arc::clone(&shared),
-            uploads.clone(),
-            done_tx.clone(),
-            &backend,
-        ) {
+        match Router::open(cfg.clone(), links.clone(), &backend) {
             Ok(r) => break r,
-            Err(e) if e.is_fenced() || shared.abort.load(Ordering::Acquire) => return Err(e),
-            Err(e) if shared.input_closed.load(Ordering::Acquire) => return Err(e),
+            Err(e) if e.is_fenced() || signals.aborted() => return Err(e),
+            Err(e) if signals.input_closed() => return Err(e),
             Err(e) => {
                 tracing::warn!(partition = %backend.partition.ledger_key(), error = %e, "router: cannot open; retrying");
                 std::thread::sleep(Duration::from_millis(500));
             }
         }
     };
-    run_router(cfg, shared, uploads, (done_tx, done_rx), first, &backend)
+    run_router(cfg, links, done_rx, first, &backend)
 }

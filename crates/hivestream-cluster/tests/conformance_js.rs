@@ -10,11 +10,10 @@ use async_nats::jetstream::{self, kv, stream};
 use async_trait::async_trait;
 use hivestream_cluster::lease::KvLeases;
 use hivestream_cluster::ledger::KvLedger;
-use hivestream_cluster::log::{encode_message, publish, JsLogReader};
+use hivestream_cluster::log::{encode_message, publish, JsLogReader, ReadOptions};
 use hivestream_core::conformance::{self, LogUnderTest};
 use hivestream_core::log::{LogReader, Pos};
 use hivestream_core::route::ledger::LedgerStore;
-use hivestream_core::shared::Shared;
 
 async fn jetstream() -> jetstream::Context {
     let urls = std::env::var("HIVESTREAM_TEST_NATS").expect(
@@ -56,8 +55,11 @@ impl LogUnderTest for StreamLog {
             self.stream.clone(),
             self.subject.clone(),
             from,
-            Arc::new(Shared::default()),
-            (true, None),
+            Arc::default(),
+            ReadOptions {
+                purge: true,
+                dedup: None,
+            },
             &tokio::runtime::Handle::current(),
         ))
     }

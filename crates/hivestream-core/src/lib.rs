@@ -34,7 +34,7 @@ pub mod metrics;
 pub mod route;
 pub mod secret;
 pub mod serve;
-pub mod shared;
+pub mod signal;
 pub mod sink;
 pub mod snapshot;
 pub mod state;

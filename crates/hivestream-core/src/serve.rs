@@ -12,6 +12,7 @@ use std::future::Future;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
 
 use hivestream_wal::{Wal, WalOptions};
 use thiserror::Error;
@@ -20,12 +21,14 @@ use crate::collect::backend::LocalIngest;
 use crate::collect::listener::serve_http;
 use crate::collect::server::app;
 use crate::config::Config;
-use crate::log::ingest::{spawn_committer, Limits};
+use crate::log::ingest::{spawn_committer, CommitterOutputs, Limits};
+use crate::log::progress::WalProgress;
 use crate::log::replay::{replay_identity, ReplayError};
 use crate::route::keys::WorkerId;
 use crate::route::upload::run_uploader;
-use crate::route::{run_router, LocalBackend, Router, RouterConfig, RouterError};
-use crate::shared::Shared;
+use crate::route::{
+    run_router, LocalBackend, Router, RouterConfig, RouterError, RouterLinks, RouterSignals,
+};
 use crate::sink::{open_for_uploads, SinkError};
 use crate::snapshot::run_snapshotter;
 use crate::state::cohorts::CohortStore;
@@ -141,33 +144,30 @@ fn workspace_id(cfg: &Config) -> Result<uuid::Uuid, ServeError> {
     uuid::Uuid::try_parse(&id).map_err(|_| ServeError::WorkspaceId(id))
 }
 
-/// Runs the collector and router until `shutdown` resolves; prints
-/// `listening on ADDR` on stdout once the socket is bound.
-pub async fn serve(
-    cfg: Config,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ServeError> {
-    let _lock = lock_data_dir(&cfg.data_dir)?;
-    let worker = worker_id(&cfg)?;
-    let store = open_for_uploads(&cfg)?;
-    let fs = crate::disk::space(&cfg.data_dir).map_err(data_err(&cfg.data_dir))?;
+/// The committer's limits for this data disk; also published as gauges.
+fn limits(cfg: &Config, disk_total: u64) -> Limits {
     let limits = Limits {
         max_backlog_bytes: cfg.max_backlog_bytes,
         min_free_bytes: cfg
             .min_free_bytes
-            .unwrap_or_else(|| crate::disk::default_reserve(fs.total)),
+            .unwrap_or_else(|| crate::disk::default_reserve(disk_total)),
     };
-    crate::metrics::METRICS
-        .backlog_limit_bytes
-        .set(limits.max_backlog_bytes);
-    crate::metrics::METRICS
-        .disk_reserve_bytes
-        .set(limits.min_free_bytes);
-    crate::metrics::METRICS
-        .flush_interval_seconds
+    let m = &crate::metrics::METRICS;
+    m.backlog_limit_bytes.set(limits.max_backlog_bytes);
+    m.disk_reserve_bytes.set(limits.min_free_bytes);
+    m.flush_interval_seconds
         .set(cfg.flush_interval.as_secs_f64());
+    limits
+}
+
+/// Opens the WAL (cutting a torn tail) and the identity index, replayed
+/// from the WAL up to its end.
+fn open_log(
+    cfg: &Config,
+    disk_total: u64,
+) -> Result<(Wal, Arc<IndexDb>, IdentityIndex), ServeError> {
     let wal_opts = WalOptions {
-        segment_bytes: crate::disk::segment_bytes(cfg.max_backlog_bytes, fs.total),
+        segment_bytes: crate::disk::segment_bytes(cfg.max_backlog_bytes, disk_total),
     };
     let (wal, recovery) = Wal::open(cfg.data_dir.join("wal"), wal_opts)?;
     if recovery.truncated_bytes > 0 {
@@ -180,9 +180,18 @@ pub async fn serve(
     let mut identity = IdentityIndex::open(Arc::clone(&db))?;
     replay_identity(&mut identity, wal.dir(), wal.end_lsn())?;
     identity.set_dedup_limits(cfg.dedup);
-    let shared = Arc::new(Shared::default());
-    let (appender, committer) = spawn_committer(wal, identity, Arc::clone(&shared), limits);
-    let (upload_tx, upload_rx) = tokio::sync::mpsc::unbounded_channel();
+    Ok((wal, db, identity))
+}
+
+/// Opens the router (so that a configuration or permission problem fails
+/// the start-up) and runs it on its own thread under the supervisor.
+fn start_router(
+    cfg: &Config,
+    worker: &WorkerId,
+    progress: Arc<WalProgress>,
+    signals: Arc<RouterSignals>,
+) -> Result<(JoinHandle<Result<(), RouterError>>, UploadReceiver), ServeError> {
+    let (uploads, upload_rx) = tokio::sync::mpsc::unbounded_channel();
     let (done_tx, done_rx) = mpsc::channel();
     let router_cfg = RouterConfig {
         spool: cfg.data_dir.join("router").join("spool"),
@@ -196,25 +205,49 @@ pub async fn serve(
     };
     let backend = LocalBackend {
         data_dir: cfg.data_dir.clone(),
-        shared: Arc::clone(&shared),
+        progress,
     };
-    let first = Router::open(
-        router_cfg.clone(),
-        Arc::clone(&shared),
-        upload_tx.clone(),
-        done_tx.clone(),
-        &backend,
-    )?;
-    let router_shared = Arc::clone(&shared);
+    let links = RouterLinks {
+        signals,
+        uploads,
+        done_tx,
+    };
+    let first = Router::open(router_cfg.clone(), links.clone(), &backend)?;
     let router = std::thread::Builder::new()
         .name("router".into())
-        .spawn(move || {
-            let done = (done_tx, done_rx);
-            run_router(router_cfg, router_shared, upload_tx, done, first, &backend)
-        })
+        .spawn(move || run_router(router_cfg, links, done_rx, first, &backend))
         .expect("spawn router thread");
-    tokio::spawn(run_uploader(store, upload_rx, cfg.upload_concurrency));
+    Ok((router, upload_rx))
+}
 
+type UploadReceiver = tokio::sync::mpsc::UnboundedReceiver<crate::route::UploadJob>;
+
+/// Runs the collector and router until `shutdown` resolves; prints
+/// `listening on ADDR` on stdout once the socket is bound.
+///
+/// ```text
+///  HTTP ──▶ committer (WAL) ──WalProgress──▶ router ──▶ uploader ──▶ sink
+///                 │                           ▲ RouterSignals
+///                 └── Admission ──▶ readyz    └── closed once the committer ends
+/// ```
+pub async fn serve(
+    cfg: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let _lock = lock_data_dir(&cfg.data_dir)?;
+    let worker = worker_id(&cfg)?;
+    let store = open_for_uploads(&cfg)?;
+    let fs = crate::disk::space(&cfg.data_dir).map_err(data_err(&cfg.data_dir))?;
+    let limits = limits(&cfg, fs.total);
+    let (wal, db, identity) = open_log(&cfg, fs.total)?;
+    let signals = Arc::new(RouterSignals::default());
+    let outputs = CommitterOutputs {
+        progress: Arc::new(WalProgress::new(Arc::clone(&signals.wake))),
+        admission: Arc::default(),
+    };
+    let (appender, committer) = spawn_committer(wal, identity, outputs.clone(), limits);
+    let (router, upload_rx) = start_router(&cfg, &worker, outputs.progress, Arc::clone(&signals))?;
+    tokio::spawn(run_uploader(store, upload_rx, cfg.upload_concurrency));
     let cohorts = CohortStore::new(Arc::clone(&db), workspace_id(&cfg)?)
         .map_err(|e| IdentityError::Db(e.to_string()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -228,30 +261,20 @@ pub async fn serve(
     ));
     let ingest = Arc::new(LocalIngest {
         appender,
-        db: Arc::clone(&db),
-        shared: Arc::clone(&shared),
+        db,
+        admission: outputs.admission,
     });
     let state = crate::collect::server::state(&cfg, ingest, Arc::new(cohorts));
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
-        .await
-        .map_err(|source| ServeError::Listen {
-            addr: cfg.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| ServeError::Listen {
-        addr: cfg.listen,
-        source,
-    })?;
-    tracing::info!(%addr, worker = worker.as_str(), sink = ?cfg.sink, prefix = %cfg.prefix, objects = %cfg.s3.objects.describe(), "hivestream serving");
-    println!("listening on {addr}");
-    serve_http(listener, app(state), cfg.connections, shutdown).await;
+    listen(&cfg, &worker, app(state), shutdown).await?;
     tracing::info!("stopped accepting requests; sealing and uploading");
     // The snapshotter writes a last snapshot if one is due, then drops its
-    // appender, which lets the committer finish.
+    // appender, which lets the committer finish; once it has, no record
+    // will come, and the router seals and uploads what it read.
     let _ = stop_tx.send(true);
     let _ = snapshotter.await;
     let joined = tokio::task::spawn_blocking(move || {
         let _ = committer.join();
+        signals.close_input();
         router.join()
     })
     .await;
@@ -259,4 +282,25 @@ pub async fn serve(
         Ok(Ok(result)) => result.map_err(ServeError::from),
         _ => Err(RouterError::Internal("router thread panicked".into()).into()),
     }
+}
+
+/// Binds the listener, says so, and serves HTTP until `shutdown`.
+async fn listen(
+    cfg: &Config,
+    worker: &WorkerId,
+    app: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let listen_err = |source| ServeError::Listen {
+        addr: cfg.listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(listen_err)?;
+    let addr = listener.local_addr().map_err(listen_err)?;
+    tracing::info!(%addr, worker = worker.as_str(), sink = ?cfg.sink, prefix = %cfg.prefix, objects = %cfg.s3.objects.describe(), "hivestream serving");
+    println!("listening on {addr}");
+    serve_http(listener, app, cfg.connections, shutdown).await;
+    Ok(())
 }

@@ -1,23 +1,22 @@
 //! The conformance suite (`hivestream_core::conformance`) on `serve`'s
 //! backends: the WAL, the ledger file and in-process leases.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use hivestream_core::conformance::{self, LogUnderTest};
+use hivestream_core::log::progress::WalProgress;
 use hivestream_core::log::{LogReader, Pos, WalLogReader};
 use hivestream_core::route::ledger::file::FileLedger;
 use hivestream_core::route::ledger::LedgerStore;
-use hivestream_core::shared::Shared;
 use hivestream_core::state::lease::MemoryLeases;
 use hivestream_wal::{Wal, WalOptions};
 
 struct WalUnderTest {
     dir: tempfile::TempDir,
     wal: Mutex<Wal>,
-    shared: Arc<Shared>,
+    progress: Arc<WalProgress>,
 }
 
 #[async_trait]
@@ -28,13 +27,13 @@ impl LogUnderTest for WalUnderTest {
             wal.append(r).map_err(|e| e.to_string())?;
         }
         let end = wal.commit().map_err(|e| e.to_string())?;
-        self.shared.committed.store(end, Ordering::Release);
+        self.progress.commit(end, 0);
         Ok(())
     }
 
     async fn reader(&self, from: Pos) -> Box<dyn LogReader> {
         let dir = self.dir.path().join("wal");
-        Box::new(WalLogReader::open(&dir, from, Arc::clone(&self.shared)).unwrap())
+        Box::new(WalLogReader::open(&dir, from, Arc::clone(&self.progress)).unwrap())
     }
 
     fn dedups(&self) -> bool {
@@ -49,7 +48,7 @@ async fn wal_log() {
     let log = WalUnderTest {
         dir,
         wal: Mutex::new(wal),
-        shared: Arc::new(Shared::default()),
+        progress: Arc::new(WalProgress::new(Arc::default())),
     };
     conformance::log(&log).await;
 }

@@ -7,14 +7,13 @@
 //!   whether writes are accepted now (`/readyz`).
 //! - [`CohortApi`]: cohort CRUD (each change makes a `segment` snapshot due).
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::log::ingest::{Appender, Batch, CommitError, Committed};
-use crate::shared::Shared;
+use crate::log::progress::Admission;
 use crate::state::cohorts::{Cohort, CohortError, CohortInput, CohortStore};
 use crate::state::identity::aliases_of;
 use crate::state::index_db::IndexDb;
@@ -57,7 +56,7 @@ pub trait CohortApi: Send + Sync + 'static {
 pub struct LocalIngest {
     pub appender: Appender,
     pub db: Arc<IndexDb>,
-    pub shared: Arc<Shared>,
+    pub admission: Arc<Admission>,
 }
 
 #[async_trait]
@@ -75,23 +74,7 @@ impl Ingest for LocalIngest {
     }
 
     fn readiness(&self) -> Result<(), NotReady> {
-        let s = &self.shared;
-        if s.input_closed.load(Ordering::Acquire) {
-            return Err(("shutting down", "the server is draining"));
-        }
-        if s.disk_low.load(Ordering::Acquire) {
-            return Err((
-                "disk almost full",
-                "the data disk has less than min_free_bytes free",
-            ));
-        }
-        if s.backlog_full.load(Ordering::Acquire) {
-            return Err((
-                "backlog full",
-                "the local backlog is over max_backlog_bytes",
-            ));
-        }
-        Ok(())
+        self.admission.refusal().map_or(Ok(()), Err)
     }
 }
 

@@ -29,10 +29,10 @@ use uuid::Uuid;
 use crate::backoff::Backoff;
 use crate::log::batch::sync_payload;
 pub use crate::log::batch::Batch;
+use crate::log::progress::{Admission, WalProgress};
 use crate::log::replay::{link_of, replay_identity, ReplayError};
 use crate::log::retries::{merge_users, resolve_priors, Retries};
 use crate::metrics::METRICS;
-use crate::shared::Shared;
 use crate::state::dedup::Stored;
 use crate::state::identity::{IdentityIndex, Link, Resolver};
 
@@ -116,20 +116,30 @@ pub struct Limits {
     pub min_free_bytes: u64,
 }
 
-/// Starts the committer thread. It stops when every [`Appender`] is dropped,
-/// then marks input closed so the router can finish.
+/// What the committer publishes: its progress (for the log reader) and
+/// whether it takes writes (for collect).
+#[derive(Clone)]
+pub struct CommitterOutputs {
+    pub progress: Arc<WalProgress>,
+    pub admission: Arc<Admission>,
+}
+
+/// Starts the committer thread. It stops when every [`Appender`] is
+/// dropped, after a last durable commit of the identity index and a last
+/// truncation, and marks itself closed in its [`Admission`].
 pub fn spawn_committer(
     wal: Wal,
     identity: IdentityIndex,
-    shared: Arc<Shared>,
+    outputs: CommitterOutputs,
     limits: Limits,
 ) -> (Appender, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel();
-    shared.committed.store(wal.end_lsn(), Ordering::Release);
+    outputs.progress.start_at(wal.end_lsn());
     let committer = Committer {
         wal,
         identity,
-        shared,
+        progress: outputs.progress,
+        admission: outputs.admission,
         rx,
         limits,
         free: u64::MAX,
@@ -148,7 +158,8 @@ pub fn spawn_committer(
 struct Committer {
     wal: Wal,
     identity: IdentityIndex,
-    shared: Arc<Shared>,
+    progress: Arc<WalProgress>,
+    admission: Arc<Admission>,
     rx: mpsc::Receiver<Request>,
     limits: Limits,
     /// Free bytes on the WAL's filesystem, measured by the last
@@ -208,8 +219,7 @@ impl Committer {
             tracing::error!(error = %e, "identity index: final durable commit failed; it replays at next start");
         }
         self.truncate();
-        self.shared.input_closed.store(true, Ordering::Release);
-        self.shared.router_wake.notify();
+        self.admission.closed.store(true, Ordering::Release);
     }
 
     fn idle(&mut self) {
@@ -285,9 +295,7 @@ impl Committer {
         records: u64,
     ) {
         crate::failpoint::hit("commit.after_sync");
-        self.shared.note_commit(end, crate::clock::now_ms());
-        self.shared.committed.store(end, Ordering::Release);
-        self.shared.router_wake.notify();
+        self.progress.commit(end, crate::clock::now_ms());
         METRICS.wal_commits.inc();
         METRICS.wal_records.add(records);
         METRICS.wal_group_records.observe(records as f64);
@@ -341,12 +349,12 @@ impl Committer {
     ) -> Result<(Committed, u64), CommitError> {
         let backlog = self.backlog() + self.wal.staged_bytes() as u64;
         if backlog + batch.bytes() as u64 > self.limits.max_backlog_bytes {
-            self.shared.backlog_full.store(true, Ordering::Release);
+            self.admission.backlog_full.store(true, Ordering::Release);
             return Err(CommitError::BacklogFull(backlog));
         }
         let reserve = self.limits.min_free_bytes;
         if reserve > 0 && self.free < reserve + batch.bytes() as u64 {
-            self.shared.disk_low.store(true, Ordering::Release);
+            self.admission.disk_low.store(true, Ordering::Release);
             return Err(CommitError::DiskLow(self.free));
         }
         self.free = self.free.saturating_sub(batch.bytes() as u64);
@@ -422,7 +430,7 @@ impl Committer {
     /// The LSN from which the WAL must be kept: below it every record is
     /// uploaded and in the durable identity index.
     fn keep_from(&self) -> u64 {
-        let checkpoint = self.shared.checkpoint.load(Ordering::Acquire);
+        let checkpoint = self.progress.checkpoint();
         checkpoint.min(self.identity.durable_lsn())
     }
 
@@ -444,18 +452,17 @@ impl Committer {
     /// flags once there is room again. Runs after every loop turn.
     fn publish_size(&mut self) {
         let bytes = self.wal.disk_bytes();
-        self.shared.wal_bytes.store(bytes, Ordering::Relaxed);
         METRICS.wal_bytes.set(bytes);
         let backlog = self.backlog();
         METRICS.backlog_bytes.set(backlog);
         // Hysteresis: once a write was refused, report "full" (readyz 503)
         // until there is room for more than a trickle again.
         if backlog < self.limits.max_backlog_bytes / 10 * 9 {
-            self.shared.backlog_full.store(false, Ordering::Release);
+            self.admission.backlog_full.store(false, Ordering::Release);
         }
         self.free = self.measure_free();
         if self.free > self.limits.min_free_bytes + self.limits.min_free_bytes / 10 {
-            self.shared.disk_low.store(false, Ordering::Release);
+            self.admission.disk_low.store(false, Ordering::Release);
         }
     }
 }

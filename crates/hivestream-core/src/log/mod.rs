@@ -15,17 +15,17 @@
 
 pub mod batch;
 pub mod ingest;
+pub mod progress;
 pub mod record;
 pub mod replay;
 pub mod retries;
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use hivestream_wal::{WalError, WalReader};
 use thiserror::Error;
 
-use crate::shared::Shared;
+use crate::log::progress::WalProgress;
 
 /// A record's position in its log partition.
 pub type Pos = u64;
@@ -91,19 +91,23 @@ pub trait LogReader: Send {
 }
 
 /// The local WAL as a log partition: reads up to the committed end that the
-/// committer publishes in [`Shared::committed`], and hands the checkpoint
-/// to the committer, which deletes segments below it.
+/// committer publishes in [`WalProgress`], and hands the checkpoint to the
+/// committer, which deletes segments below it.
 pub struct WalLogReader {
     reader: WalReader,
-    shared: Arc<Shared>,
+    progress: Arc<WalProgress>,
     last: Option<Pos>,
 }
 
 impl WalLogReader {
-    pub fn open(dir: &std::path::Path, from: Pos, shared: Arc<Shared>) -> Result<Self, LogError> {
+    pub fn open(
+        dir: &std::path::Path,
+        from: Pos,
+        progress: Arc<WalProgress>,
+    ) -> Result<Self, LogError> {
         Ok(Self {
             reader: WalReader::open(dir, from)?,
-            shared,
+            progress,
             last: None,
         })
     }
@@ -111,7 +115,7 @@ impl WalLogReader {
 
 impl LogReader for WalLogReader {
     fn next(&mut self) -> Result<Option<(Pos, &[u8])>, LogError> {
-        let limit = self.shared.committed();
+        let limit = self.progress.committed();
         let next = self.reader.next(limit)?;
         self.last = next.as_ref().map(|(pos, _)| *pos);
         Ok(next)
@@ -122,20 +126,20 @@ impl LogReader for WalLogReader {
     }
 
     fn caught_up(&self) -> bool {
-        self.reader.lsn() >= self.shared.committed()
+        self.reader.lsn() >= self.progress.committed()
     }
 
     fn release_below(&mut self, pos: Pos) {
-        self.shared.checkpoint.store(pos, Ordering::Release);
+        self.progress.release_below(pos);
     }
 
     fn last_ack_ms(&self) -> Option<i64> {
-        self.shared.ack_time(self.last?)
+        self.progress.ack_time(self.last?)
     }
 
     fn oldest_unread_ack_ms(&self) -> Option<i64> {
         (!self.caught_up())
-            .then(|| self.shared.ack_time(self.reader.lsn()))
+            .then(|| self.progress.ack_time(self.reader.lsn()))
             .flatten()
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use super::ledger::file::FileLedger;
 use super::ledger::LedgerStore;
 use super::RouterError;
+use crate::log::progress::WalProgress;
 use crate::log::{LogReader, Pos, WalLogReader};
-use crate::shared::Shared;
 
 /// Where a router's log partition and ledger live.
 pub trait RouterBackend: Send + Sync {
@@ -25,7 +25,8 @@ pub trait RouterBackend: Send + Sync {
 /// `{data_dir}/router/ledger`.
 pub struct LocalBackend {
     pub data_dir: PathBuf,
-    pub shared: Arc<Shared>,
+    /// The committer's progress, which the WAL reader follows.
+    pub progress: Arc<WalProgress>,
 }
 
 impl RouterBackend for LocalBackend {
@@ -42,7 +43,7 @@ impl RouterBackend for LocalBackend {
         Ok(Box::new(WalLogReader::open(
             &dir,
             from,
-            Arc::clone(&self.shared),
+            Arc::clone(&self.progress),
         )?))
     }
 }

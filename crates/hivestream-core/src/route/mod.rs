@@ -32,6 +32,7 @@ mod file;
 pub mod keys;
 pub mod ledger;
 mod replay;
+pub mod signals;
 mod supervisor;
 pub mod upload;
 
@@ -40,7 +41,6 @@ mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
@@ -52,6 +52,7 @@ use file::spool_path;
 pub use file::{FileBuilder, FileOptions, Finished};
 use ledger::{LedgerError, LedgerStore, Seal};
 use replay::KnownSeal;
+pub use signals::{RouterSignals, UploadTracker};
 pub use supervisor::run_router;
 pub use upload::{UploadJob, UploadKind};
 
@@ -59,7 +60,6 @@ use crate::log::record::{DataType, Record};
 use crate::log::{LogError, LogReader};
 use crate::metrics::METRICS;
 use crate::route::keys::{object_key, Partition, WorkerId};
-use crate::shared::Shared;
 
 /// Most partitions open at once; beyond it the oldest file is sealed early.
 pub const MAX_OPEN_FILES: usize = 64;
@@ -109,20 +109,29 @@ pub struct RouterConfig {
     pub deflate: DeflatePool,
 }
 
+/// What connects a router to the tasks around it; cloned for every
+/// (re)start of the router of one log partition.
+#[derive(Clone)]
+pub struct RouterLinks {
+    /// Stop requests, wake-ups and the in-flight uploads.
+    pub signals: Arc<RouterSignals>,
+    /// Where sealed files go to be uploaded.
+    pub uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
+    /// Where the uploader reports files in the bucket.
+    pub done_tx: mpsc::Sender<u64>,
+}
+
 pub struct Router {
     cfg: RouterConfig,
     files: FileOptions,
     ledger: Box<dyn LedgerStore>,
     reader: Box<dyn LogReader>,
-    shared: Arc<Shared>,
-    /// Where the uploader reports finished files.
-    done_tx: mpsc::Sender<u64>,
+    links: RouterLinks,
     open: HashMap<Partition, FileBuilder>,
     /// Seals from before a restart whose range is not fully read yet.
     known: HashMap<Partition, Vec<KnownSeal>>,
     /// Rebuilds of pending seals, by seal id.
     rebuilding: HashMap<u64, (Seal, FileBuilder)>,
-    uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
     /// Open files last added to the process gauge.
     reported_open: u64,
     /// Ack time of the oldest record of each file handed to the uploader.
@@ -134,13 +143,11 @@ impl Router {
     /// files are deleted unless an upload still reads them.
     pub fn open(
         cfg: RouterConfig,
-        shared: Arc<Shared>,
-        uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
-        done_tx: mpsc::Sender<u64>,
+        links: RouterLinks,
         backend: &dyn RouterBackend,
     ) -> Result<Self, RouterError> {
         let spool = cfg.spool.clone();
-        clean_spool(&spool, &shared.in_flight())?;
+        clean_spool(&spool, &links.signals.uploads.in_flight())?;
         let ledger = backend.open_ledger()?;
         let checkpoint = ledger.state().checkpoint;
         let mut known: HashMap<Partition, Vec<KnownSeal>> = HashMap::new();
@@ -168,12 +175,10 @@ impl Router {
             cfg,
             ledger,
             reader,
-            shared,
-            done_tx,
+            links,
             open: HashMap::new(),
             known,
             rebuilding: HashMap::new(),
-            uploads,
             reported_open: 0,
             uploading: HashMap::new(),
         })
@@ -184,11 +189,12 @@ impl Router {
     pub fn run(&mut self, done: &mpsc::Receiver<u64>) -> Result<(), RouterError> {
         let mut shutdown_since: Option<Instant> = None;
         loop {
-            let seen = self.shared.router_wake.generation();
-            if self.shared.spool_lost.swap(false, Ordering::AcqRel) {
+            let signals = Arc::clone(&self.links.signals);
+            let seen = signals.wake.generation();
+            if signals.uploads.take_spool_lost() {
                 return Err(RouterError::SpoolLost);
             }
-            if self.shared.abort.load(Ordering::Acquire) {
+            if signals.aborted() {
                 return Err(LedgerError::Fenced("this worker lost its lease".into()).into());
             }
             self.collect_done(done)?;
@@ -196,7 +202,7 @@ impl Router {
             self.seal_expired()?;
             self.advance_checkpoint()?;
             let caught_up = self.reader.caught_up();
-            if caught_up && self.shared.input_closed.load(Ordering::Acquire) {
+            if caught_up && signals.input_closed() {
                 let since = *shutdown_since.get_or_insert_with(Instant::now);
                 self.seal_all()?;
                 if self.ledger.state().min_pending_start().is_none() {
@@ -211,7 +217,7 @@ impl Router {
                 }
             }
             if routed == 0 {
-                self.shared.router_wake.wait_since(seen, self.sleep_for());
+                signals.wake.wait_since(seen, self.sleep_for());
             }
         }
     }
@@ -349,7 +355,7 @@ impl Router {
 
     fn send_job(&mut self, id: u64, key: String, kind: UploadKind, f: Finished) {
         METRICS.pending_uploads.add(1);
-        self.shared.in_flight().insert(id);
+        self.links.signals.uploads.in_flight().insert(id);
         self.uploading.insert(id, f.first_ack_ms);
         let job = UploadJob {
             id,
@@ -360,12 +366,12 @@ impl Router {
             path: f.path,
             bytes: f.bytes,
             records: f.records,
-            done: self.done_tx.clone(),
-            shared: Arc::clone(&self.shared),
+            done: self.links.done_tx.clone(),
+            tracker: Arc::clone(&self.links.signals.uploads),
         };
         // The receiver lives as long as the runtime; if it is gone the
         // process is exiting and the seal is re-uploaded at next start.
-        let _ = self.uploads.send(job);
+        let _ = self.links.uploads.send(job);
     }
 
     fn seal_expired(&mut self) -> Result<(), RouterError> {

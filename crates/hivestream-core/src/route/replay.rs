@@ -42,7 +42,7 @@ impl Router {
     ) -> Result<(), RouterError> {
         // Uploaded, or still being uploaded by a job from before an
         // in-process restart: its records are in that file already.
-        if done || self.shared.in_flight().contains(&seal.id) {
+        if done || self.links.signals.uploads.in_flight().contains(&seal.id) {
             return Ok(());
         }
         let spool_err = self.spool_err();

@@ -6,7 +6,7 @@
 //! as after a crash. That is safe for the same reason a crash is: the ledger
 //! and the WAL say which records are in which sealed file, and a replay
 //! rebuilds the same files. Uploads still running from before the restart
-//! keep their spool files (see [`Shared::in_flight`]).
+//! keep their spool files (see [`UploadTracker::in_flight`](super::signals::UploadTracker::in_flight)).
 //!
 //! While input is closed (shutdown) the supervisor gives up after the
 //! shutdown timeout, like the router itself: what is left uploads at the
@@ -16,15 +16,12 @@
 //! restarted: the supervisor returns the error and the caller drops the
 //! partition.
 
-use std::sync::atomic::Ordering;
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use super::upload::UploadJob;
-use super::{Router, RouterBackend, RouterConfig, RouterError};
+use super::{Router, RouterBackend, RouterConfig, RouterError, RouterLinks};
 use crate::backoff::Backoff;
 use crate::metrics::METRICS;
-use crate::shared::Shared;
 
 /// Runs the router until it finishes (shutdown), restarting it after
 /// errors. Returns an error when it is fenced; `first` is the router opened
@@ -32,9 +29,8 @@ use crate::shared::Shared;
 /// start-up, where the operator sees it).
 pub fn run_router(
     cfg: RouterConfig,
-    shared: Arc<Shared>,
-    uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
-    (done_tx, done): (mpsc::Sender<u64>, mpsc::Receiver<u64>),
+    links: RouterLinks,
+    done: mpsc::Receiver<u64>,
     first: Router,
     backend: &dyn RouterBackend,
 ) -> Result<(), RouterError> {
@@ -45,14 +41,9 @@ pub fn run_router(
         let started = Instant::now();
         let result = match router.take() {
             Some(mut r) => r.run(&done),
-            None => Router::open(
-                cfg.clone(),
-                Arc::clone(&shared),
-                uploads.clone(),
-                done_tx.clone(),
-                backend,
-            )
-            .and_then(|mut r| r.run(&done)),
+            None => {
+                Router::open(cfg.clone(), links.clone(), backend).and_then(|mut r| r.run(&done))
+            }
         };
         let Err(e) = result else {
             return Ok(());
@@ -69,7 +60,7 @@ pub fn run_router(
         let delay = backoff.next_delay();
         tracing::error!(error = %e, retry_in_ms = delay.as_millis() as u64,
             "router failed; restarting it from its ledger and the log");
-        if shared.input_closed.load(Ordering::Acquire) {
+        if links.signals.input_closed() {
             let since = *closed_since.get_or_insert_with(Instant::now);
             if since.elapsed() >= cfg.shutdown_timeout {
                 tracing::warn!(

@@ -2,7 +2,6 @@
 //! uploaded only when it is byte for byte its seal.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -86,15 +85,20 @@ fn route_all(dir: &Path, records: Vec<(Pos, Vec<u8>)>, pool: &DeflatePool) -> Ve
         shutdown_timeout: Duration::ZERO,
         deflate: pool.clone(),
     };
-    let shared = Arc::new(Shared::default());
-    shared.input_closed.store(true, Ordering::Release);
+    let signals = Arc::new(RouterSignals::default());
+    signals.close_input();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let (done_tx, done_rx) = mpsc::channel();
+    let links = RouterLinks {
+        signals,
+        uploads: tx,
+        done_tx,
+    };
     let backend = VecBackend {
         ledger: dir.join("ledger"),
         records,
     };
-    let mut router = Router::open(cfg, shared, tx, done_tx, &backend).unwrap();
+    let mut router = Router::open(cfg, links, &backend).unwrap();
     router.run(&done_rx).unwrap();
     let mut jobs = Vec::new();
     while let Ok(job) = rx.try_recv() {

@@ -14,7 +14,6 @@
 //! an error log) before letting the router move on.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
@@ -23,7 +22,7 @@ use tokio::sync::Semaphore;
 
 use crate::backoff::Backoff;
 use crate::metrics::METRICS;
-use crate::shared::Shared;
+use crate::route::signals::UploadTracker;
 use crate::sink::upload_file;
 
 /// What to do with a sealed file.
@@ -48,8 +47,8 @@ pub struct UploadJob {
     pub records: u64,
     /// Where to report the file as done.
     pub done: mpsc::Sender<u64>,
-    /// The sealing router's state (in-flight set, wake-up).
-    pub shared: Arc<Shared>,
+    /// The sealing router's uploads (in-flight set, wake-up).
+    pub tracker: Arc<UploadTracker>,
 }
 
 /// Receives jobs until the channel closes, uploading each with retries.
@@ -73,16 +72,16 @@ pub async fn run_uploader(
             };
             crate::failpoint::hit("upload.after_put");
             METRICS.pending_uploads.sub(1);
-            job.shared.in_flight().remove(&job.id);
-            match outcome {
+            let spool_lost = match outcome {
                 Outcome::Uploaded => {
                     let _ = tokio::fs::remove_file(&job.path).await;
                     let _ = job.done.send(job.id);
+                    false
                 }
                 // Not done: the restarted router rebuilds it from the log.
-                Outcome::SpoolLost => job.shared.spool_lost.store(true, Ordering::Release),
-            }
-            job.shared.router_wake.notify();
+                Outcome::SpoolLost => true,
+            };
+            job.tracker.finished(job.id, spool_lost);
             drop(permit);
         });
         while tasks.try_join_next().is_some() {}
