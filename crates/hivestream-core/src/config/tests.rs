@@ -1,6 +1,9 @@
 //! Validation of every setting: defaults, bounds and the error each bad value gets.
 
 use super::*;
+use crate::collect::access::Scope;
+
+mod documented;
 
 #[test]
 fn defaults_are_the_embedded_setup() {
