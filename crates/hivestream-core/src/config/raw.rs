@@ -2,12 +2,15 @@
 //! `HIVESTREAM_*` environment and flags. Its doc comments are the
 //! configuration reference (the sample `deploy/hivestream.toml` repeats
 //! them); `validate` (in the parent module) turns it into a typed
-//! [`Config`](super::Config).
+//! [`Config`](super::Config). Each default is named by its constant
+//! (``[`DEFAULT_…`] (value)``); `config/tests/documented.rs` checks the values.
 
 use std::path::PathBuf;
 
 use serde::Deserialize;
 
+#[cfg(doc)]
+use super::defaults::*;
 use super::ConfigError;
 use crate::collect::access::Scope;
 use crate::sink::object::ObjectTags;
@@ -17,13 +20,14 @@ use crate::sink::object::ObjectTags;
 #[derive(Default, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    /// Address the HTTP API listens on. Default `127.0.0.1:8080`.
+    /// Address the HTTP API listens on. Default [`DEFAULT_LISTEN`] (`127.0.0.1:8080`).
     pub listen: Option<String>,
     /// Directory for the WAL, router state and the default local bucket.
-    /// Default `./hivestream-data`.
+    /// Default [`DEFAULT_DATA_DIR`] (`./hivestream-data`).
     pub data_dir: Option<PathBuf>,
     /// Where objects go: `s3://BUCKET[/PREFIX]`, `file://DIR` or `memory://`.
-    /// Default `file://{data_dir}/bucket`.
+    /// Default: the directory [`DEFAULT_BUCKET_DIR`] (`bucket`) in `data_dir`,
+    /// `file://{data_dir}/bucket`.
     pub sink: Option<String>,
     /// AWS region of the bucket. Default from `AWS_REGION`, the profile, or `us-east-1`.
     pub region: Option<String>,
@@ -90,51 +94,57 @@ pub struct RawConfig {
     /// and kept (in the data dir for `serve`, in the cohorts KV bucket for a
     /// cluster).
     pub workspace_id: Option<String>,
-    /// Seal a file this long after its first record, e.g. `60s`, `500ms`, `5m`. Default `60s`.
+    /// Seal a file this long after its first record, e.g. `60s`, `500ms`, `5m`.
+    /// Default [`DEFAULT_FLUSH_INTERVAL`] (`60s`).
     pub flush_interval: Option<String>,
-    /// Seal a file when its compressed size reaches this many bytes. Default 64 MiB.
+    /// Seal a file when its compressed size reaches this many bytes.
+    /// Default [`DEFAULT_MAX_FILE_BYTES`] (64 MiB).
     pub max_file_bytes: Option<u64>,
-    /// Answer 503 to new writes while the WAL holds more than this many bytes. Default 1 GiB.
+    /// Answer 503 to new writes while the WAL holds more than this many bytes.
+    /// Default [`DEFAULT_MAX_BACKLOG_BYTES`] (1 GiB).
     pub max_backlog_bytes: Option<u64>,
-    /// Largest request body, before and after gzip decoding. Default 16 MiB.
+    /// Largest request body, before and after gzip decoding.
+    /// Default [`DEFAULT_MAX_BODY_BYTES`] (16 MiB).
     pub max_body_bytes: Option<usize>,
     /// Memory all request bodies being read or handled may take at once;
-    /// beyond it requests wait (then get 503). Default 256 MiB.
+    /// beyond it requests wait (then get 503).
+    /// Default [`DEFAULT_MAX_INFLIGHT_BODY_BYTES`] (256 MiB).
     pub max_inflight_body_bytes: Option<u64>,
     /// How long a request body may take to arrive, e.g. `30s`; slower ones
-    /// get 408. Default `30s`.
+    /// get 408. Default [`DEFAULT_BODY_TIMEOUT`] (`30s`).
     pub body_timeout: Option<String>,
-    /// Most events in one batch request. Default 10000.
+    /// Most events in one batch request. Default [`DEFAULT_MAX_BATCH_ITEMS`] (10,000).
     pub max_batch_items: Option<usize>,
-    /// Gzip level 1-9. Default 4: on event JSON, zlib-rs at level 4 makes
-    /// files about 1% smaller than `gzip -6` and compresses 22% faster than
-    /// its own level 6.
+    /// Gzip level 1-9. Default [`DEFAULT_COMPRESSION_LEVEL`] (4): on event
+    /// JSON, zlib-rs at level 4 makes files about 1% smaller than `gzip -6`
+    /// and compresses 22% faster than its own level 6.
     pub compression_level: Option<u32>,
-    /// Uploads in flight at once. Default 4.
+    /// Uploads in flight at once. Default [`DEFAULT_UPLOAD_CONCURRENCY`] (4).
     pub upload_concurrency: Option<usize>,
     /// On shutdown, wait this long for uploads before exiting (the rest are
-    /// uploaded at the next start). Default `30s`.
+    /// uploaded at the next start). Default [`DEFAULT_SHUTDOWN_TIMEOUT`] (`30s`).
     pub shutdown_timeout: Option<String>,
     /// Write a `segment` snapshot at least this often, even without cohort
-    /// changes. Default `1h`.
+    /// changes. Default [`DEFAULT_SEGMENT_SNAPSHOT_INTERVAL`] (`1h`).
     pub segment_snapshot_interval: Option<String>,
-    /// Memory for the identity and cohort index's page cache. Default 32 MiB.
+    /// Memory for the identity and cohort index's page cache.
+    /// Default [`DEFAULT_INDEX_CACHE_BYTES`] (32 MiB).
     pub index_cache_bytes: Option<usize>,
     /// Refuse new writes (503) while the data disk has less free space than
-    /// this, so the router can always drain. Default 5% of the disk, 16 MiB
+    /// this, so the router can always drain. Default: 5% of the disk, 16 MiB
     /// to 1 GiB; 0 turns the check off.
     pub min_free_bytes: Option<u64>,
     /// Most open HTTP connections; at the cap a new connection closes the
-    /// quietest idle one. Default 80% of the process's file descriptors, at
+    /// quietest idle one. Default: 80% of the process's file descriptors, at
     /// most 10,000.
     pub max_connections: Option<usize>,
     /// A request head must arrive whole within this, e.g. `10s`, or the
     /// connection is closed (also while a kept-alive connection waits for
-    /// its next request). Default `10s`.
+    /// its next request). Default [`DEFAULT_HEADER_TIMEOUT`] (`10s`).
     pub header_timeout: Option<String>,
     /// A connection with no request being handled and no traffic for this
     /// long is closed (a client that stops reading its response), e.g.
-    /// `60s`. Default `60s`.
+    /// `60s`. Default [`DEFAULT_IDLE_TIMEOUT`] (`60s`).
     pub idle_timeout: Option<String>,
     /// Requests per second each client address may make (bursts of twice
     /// that); beyond it 429 with `Retry-After`. Default: no limit.
@@ -145,39 +155,45 @@ pub struct RawConfig {
     pub client_ip_header: Option<String>,
     /// How long a client-given `event_id` is remembered: a retried event
     /// with an id acknowledged within this window is answered with its
-    /// stored result and not written again, e.g. `24h`. Default `24h`.
+    /// stored result and not written again, e.g. `24h`.
+    /// Default [`DEFAULT_DEDUP_WINDOW`] (`24h`).
     pub dedup_window: Option<String>,
     /// Most client event ids remembered; beyond it the oldest are forgotten
     /// first (the window is then shorter). About 100 bytes of disk each.
-    /// Default 10,000,000.
+    /// Default [`DEFAULT_DEDUP_MAX_IDS`] (10,000,000).
     pub dedup_max_ids: Option<u64>,
     /// Cluster mode (`collect`, `route`, `node`): NATS server URLs,
     /// comma-separated, e.g. `nats://10.0.0.1:4222,nats://10.0.0.2:4222`.
     pub nats: Option<String>,
     /// Cluster mode: prefix of every stream, bucket and subject this
     /// deployment uses in NATS (`HS_EV`, `hs.ev.07`, …), `[a-z0-9_]{1,32}`,
-    /// so several deployments can share one NATS cluster. Default `hs`.
+    /// so several deployments can share one NATS cluster.
+    /// Default [`DEFAULT_CLUSTER_NAME`] (`hs`).
     pub cluster_name: Option<String>,
     /// Cluster mode: log partitions of the events stream, 1-100. Fixed for
-    /// the life of the stream (it is checked at every start). Default 16.
+    /// the life of the stream (it is checked at every start).
+    /// Default [`DEFAULT_PARTITIONS`] (16).
     pub partitions: Option<u32>,
     /// Cluster mode: a router worker that stops renewing its lease on a
     /// partition loses it after this long, e.g. `10s`. Every node must use
-    /// the same value. Default `10s`.
+    /// the same value. Default [`DEFAULT_LEASE_TTL`] (`10s`).
     pub lease_ttl: Option<String>,
-    /// Cluster mode: replicas of every stream and bucket (3 or 5). Default 3.
+    /// Cluster mode: replicas of every stream and bucket (3 or 5).
+    /// Default [`DEFAULT_REPLICAS`] (3).
     pub replicas: Option<u32>,
     /// Cluster mode: most bytes the events stream holds; beyond it writes get
-    /// 503 (`discard: new`), never dropping what waits for upload. Default 1 GiB.
+    /// 503 (`discard: new`), never dropping what waits for upload.
+    /// Default [`DEFAULT_STREAM_MAX_BYTES`] (1 GiB).
     pub stream_max_bytes: Option<u64>,
     /// Cluster mode: most bytes the identity stream holds (every alias link
-    /// ever made; ~200 bytes each). Default 1 GiB.
+    /// ever made; ~200 bytes each). Default [`DEFAULT_IDENTITY_MAX_BYTES`] (1 GiB).
     pub identity_max_bytes: Option<u64>,
     /// Cluster mode: how long the events stream remembers a request id, so a
-    /// retried publish is stored once, e.g. `2m`. Default `2m`.
+    /// retried publish is stored once, e.g. `2m`.
+    /// Default [`DEFAULT_DUPLICATE_WINDOW`] (`2m`).
     pub duplicate_window: Option<String>,
     /// Cluster mode: how long a collector retries a publish (with the same id)
-    /// before answering 503, e.g. `10s`. Default `10s`.
+    /// before answering 503, e.g. `10s`. Default [`DEFAULT_PUBLISH_TIMEOUT`] (`10s`).
     pub publish_timeout: Option<String>,
 }
 
@@ -185,7 +201,7 @@ pub struct RawConfig {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawKey {
-    /// The secret itself (at least 16 characters).
+    /// The secret itself (at least [`MIN_KEY_CHARS`] (16) characters).
     pub key: String,
     /// `ingest` or `admin`.
     pub scope: Scope,

@@ -1,6 +1,9 @@
 //! Validation of every setting: defaults, bounds and the error each bad value gets.
 
 use super::*;
+use crate::collect::access::Scope;
+
+mod documented;
 
 #[test]
 fn defaults_are_the_embedded_setup() {
@@ -225,4 +228,218 @@ fn object_settings_from_toml_and_their_errors() {
         .unwrap_err()
         .to_string()
         .contains("s3:// sinks only"));
+}
+
+/// Every bad value's error, in the exact words users see (`field: why`
+/// for [`ConfigError::Invalid`]; the others have their own words).
+const BAD_VALUES: &[(&str, &str)] = &[
+    (
+        "listen = \"nope\"",
+        "listen: expected an address like 127.0.0.1:8080",
+    ),
+    (
+        "listen = \"0.0.0.0:8080\"",
+        "refusing to listen on 0.0.0.0:8080 without API keys: set `api_keys` (or HIVESTREAM_API_KEYS) or listen on a loopback address",
+    ),
+    (
+        "sink = \"ftp://x\"",
+        "sink: \"ftp://x\" must start with s3://, file:// or be memory://",
+    ),
+    (
+        "sink = \"file://\"",
+        "sink: file:// needs a directory, e.g. file://./bucket",
+    ),
+    (
+        "sink = \"s3://AB\"",
+        "sink: \"AB\" is not a valid S3 bucket name",
+    ),
+    (
+        "sink = \"s3://ok-bucket/../x\"",
+        "prefix \"../x\" must not contain empty, '.' or '..' segments or characters other than A-Z a-z 0-9 ! - _ . * ' ( ) = /",
+    ),
+    (
+        "acl = \"bucket-owner-full-control\"",
+        "sink: object settings (ACL bucket-owner-full-control) apply to s3:// sinks only",
+    ),
+    (
+        "storage_class = \"DEEP_ARCHIVE\"",
+        "storage_class: \"DEEP_ARCHIVE\" objects cannot be queried without a restore; write STANDARD and move old partitions with a lifecycle rule",
+    ),
+    (
+        "allowed_origins = [\"https://a.example/\"]",
+        "allowed_origins: \"https://a.example/\" is not an origin like https://news.example or https://*.news.example (no path, no trailing slash)",
+    ),
+    (
+        "worker_id = \"bad id\"",
+        "worker_id \"bad id\" must be 1 to 64 characters of A-Z, a-z, 0-9 and _",
+    ),
+    (
+        "workspace_id = \"x\"",
+        "workspace_id: \"x\" is not a UUID",
+    ),
+    (
+        "flush_interval = \"50ms\"",
+        "flush_interval: must be at least 100ms",
+    ),
+    (
+        "flush_interval = \"1d\"",
+        "flush_interval: \"1d\" has an unknown unit (use ms, s, m or h)",
+    ),
+    (
+        "flush_interval = \"x\"",
+        "flush_interval: \"x\" is not a duration like 60s",
+    ),
+    (
+        "max_file_bytes = 10",
+        "max_file_bytes: 10 is outside 1024..=5368709120",
+    ),
+    (
+        "max_file_bytes = 6000000000",
+        "max_file_bytes: 6000000000 is outside 1024..=5368709120",
+    ),
+    (
+        "max_backlog_bytes = 1",
+        "max_backlog_bytes: 1 is outside 1048576..=18446744073709551615",
+    ),
+    (
+        "max_body_bytes = 10",
+        "max_body_bytes: 10 is outside 1024..=268435456",
+    ),
+    (
+        "max_body_bytes = 300000000",
+        "max_body_bytes: 300000000 is outside 1024..=268435456",
+    ),
+    (
+        "max_inflight_body_bytes = 10",
+        "max_inflight_body_bytes: must be at least max_body_bytes, or no body of that size could ever be read",
+    ),
+    (
+        "body_timeout = \"1y\"",
+        "body_timeout: \"1y\" has an unknown unit (use ms, s, m or h)",
+    ),
+    (
+        "max_batch_items = 0",
+        "max_batch_items: 0 is outside 1..=1000000",
+    ),
+    (
+        "compression_level = 10",
+        "compression_level: 10 is outside 1..=9",
+    ),
+    (
+        "upload_concurrency = 0",
+        "upload_concurrency: 0 is outside 1..=64",
+    ),
+    (
+        "shutdown_timeout = \"x\"",
+        "shutdown_timeout: \"x\" is not a duration like 60s",
+    ),
+    (
+        "segment_snapshot_interval = \"x\"",
+        "segment_snapshot_interval: \"x\" is not a duration like 60s",
+    ),
+    (
+        "index_cache_bytes = 1",
+        "index_cache_bytes: 1 is outside 1048576..=68719476736",
+    ),
+    (
+        "max_connections = 0",
+        "max_connections: 0 is outside 1..=1000000",
+    ),
+    (
+        "header_timeout = \"x\"",
+        "header_timeout: \"x\" is not a duration like 60s",
+    ),
+    (
+        "idle_timeout = \"x\"",
+        "idle_timeout: \"x\" is not a duration like 60s",
+    ),
+    (
+        "rate_limit = 0.0",
+        "rate_limit: must be a positive number of requests per second",
+    ),
+    (
+        "rate_limit = inf",
+        "rate_limit: must be a positive number of requests per second",
+    ),
+    (
+        "dedup_window = \"x\"",
+        "dedup_window: \"x\" is not a duration like 60s",
+    ),
+    (
+        "dedup_max_ids = 0",
+        "dedup_max_ids: 0 is outside 1..=18446744073709551615",
+    ),
+    (
+        "nats = \"http://a\"",
+        "nats: \"http://a\" must be a nats:// or tls:// URL",
+    ),
+    (
+        "cluster_name = \"Bad\"",
+        "cluster_name: \"Bad\" must be 1 to 32 characters of a-z, 0-9 and _",
+    ),
+    (
+        "cluster_name = \"\"",
+        "cluster_name: \"\" must be 1 to 32 characters of a-z, 0-9 and _",
+    ),
+    (
+        "replicas = 1",
+        "replicas: 1: must be 3 or 5 (fewer replicas lose acknowledged events with one disk)",
+    ),
+    (
+        "partitions = 0",
+        "partitions: 0 is outside 1..=100",
+    ),
+    (
+        "partitions = 101",
+        "partitions: 101 is outside 1..=100",
+    ),
+    (
+        "lease_ttl = \"100ms\"",
+        "lease_ttl: must be at least 1s",
+    ),
+    (
+        "duplicate_window = \"5s\"",
+        "duplicate_window: must be at least twice publish_timeout (at least 1s), or a retried publish could be stored twice",
+    ),
+    (
+        "publish_timeout = \"500ms\"",
+        "duplicate_window: must be at least twice publish_timeout (at least 1s), or a retried publish could be stored twice",
+    ),
+    (
+        "publish_timeout = \"2m\"",
+        "duplicate_window: must be at least twice publish_timeout (at least 1s), or a retried publish could be stored twice",
+    ),
+    (
+        "stream_max_bytes = 1",
+        "stream_max_bytes: 1 is outside 16777216..=18446744073709551615",
+    ),
+    (
+        "identity_max_bytes = 1",
+        "identity_max_bytes: 1 is outside 16777216..=18446744073709551615",
+    ),
+    (
+        "[[keys]]\nkey = \"short\"\nscope = \"admin\"",
+        "keys: every key in [[keys]] needs at least 16 characters",
+    ),
+];
+
+#[test]
+fn every_bad_value_gets_its_message() {
+    for (toml, want) in BAD_VALUES {
+        let err = RawConfig::from_toml(toml).unwrap().validate().unwrap_err();
+        assert_eq!(err.to_string(), *want, "{toml}");
+    }
+    let variant = |toml: &str| RawConfig::from_toml(toml).unwrap().validate().unwrap_err();
+    assert!(matches!(
+        variant("listen = \"0.0.0.0:8080\""),
+        ConfigError::OpenWithoutKeys(_)
+    ));
+    assert!(matches!(
+        variant("worker_id = \"bad id\""),
+        ConfigError::Key(KeyError::WorkerId(_))
+    ));
+    assert!(matches!(
+        variant("sink = \"s3://ok-bucket/../x\""),
+        ConfigError::Key(KeyError::Prefix(_))
+    ));
 }
