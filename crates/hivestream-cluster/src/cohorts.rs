@@ -27,8 +27,10 @@
 
 use std::time::Duration;
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::context::GetStreamError;
+use async_nats::jetstream::kv::{self, CreateErrorKind, DeleteErrorKind, UpdateErrorKind};
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::stream::InfoError;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
@@ -37,10 +39,11 @@ use hivestream_core::log::record::{DataType, Record};
 use hivestream_core::state::cohorts::{snapshot_lines, Cohort, CohortError, CohortInput};
 use hivestream_core::state::lease::Lease;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use crate::log::{encode_message, publish};
+use crate::log::{encode_message, publish, PublishFailure};
 use crate::names::{partition_of, SNAPSHOT_KEY, SNAPSHOT_LEASE};
 use crate::setup::Cluster;
 use crate::worker::TaskJob;
@@ -203,9 +206,7 @@ impl KvCohorts {
                 .update(&key, value, rev)
                 .await
                 .map_err(|e| match e.kind() {
-                    UpdateErrorKind::WrongLastRevision => {
-                        CohortError::Db("changed concurrently".into())
-                    }
+                    UpdateErrorKind::WrongLastRevision => CohortError::Conflict,
                     _ => db(e),
                 })
         };
@@ -282,7 +283,7 @@ impl CohortApi for KvCohorts {
                     }
                     return Ok(cohort);
                 }
-                Err(CohortError::Db(e)) if e == "changed concurrently" => {
+                Err(CohortError::Conflict) => {
                     if let Some(name) = &renamed {
                         self.free_name(name, &id).await;
                     }
@@ -298,13 +299,37 @@ impl CohortApi for KvCohorts {
         self.kv
             .delete_expect_revision(cohort_key(&id), Some(rev))
             .await
-            .map_err(|e| match e.to_string().contains("wrong last sequence") {
-                true => CohortError::Db("changed concurrently; retry".into()),
-                false => db(e),
+            .map_err(|e| match e.kind() {
+                DeleteErrorKind::WrongLastRevision => CohortError::Conflict,
+                _ => db(e),
             })?;
         self.free_name(&cohort.name, &id).await;
         Ok(cohort)
     }
+}
+
+/// Why a `segment` snapshot was not written this time (the writer tries
+/// again on its next tick).
+#[derive(Debug, Error)]
+pub enum SnapshotError {
+    #[error("snapshot progress could not be read: {0}")]
+    ReadProgress(#[from] kv::EntryError),
+    #[error("snapshot progress is damaged: {0}")]
+    DecodeProgress(#[from] serde_json::Error),
+    /// The first write of the progress key lost to another writer, or failed.
+    #[error("snapshot progress (another writer?): {0}")]
+    CreateProgress(#[from] kv::CreateError),
+    /// A compare-and-set of the progress key lost to another writer, or failed.
+    #[error("snapshot progress (another writer?): {0}")]
+    UpdateProgress(#[from] kv::UpdateError),
+    #[error("the cohort bucket's stream is unavailable: {0}")]
+    CohortStream(#[from] GetStreamError),
+    #[error("the cohort bucket's generation could not be read: {0}")]
+    Generation(#[from] InfoError),
+    #[error("the cohorts could not be listed: {0}")]
+    Cohorts(#[from] CohortError),
+    #[error("the segment record was not published: {0}")]
+    Publish(#[from] PublishFailure),
 }
 
 /// The snapshot writer's progress, in the ledger bucket.
@@ -354,16 +379,10 @@ impl TaskJob for SnapshotWriter {
 }
 
 impl SnapshotWriter {
-    async fn progress(&self) -> Result<(Progress, u64), String> {
-        match self
-            .cluster
-            .ledger
-            .entry(SNAPSHOT_KEY)
-            .await
-            .map_err(|e| e.to_string())?
-        {
+    async fn progress(&self) -> Result<(Progress, u64), SnapshotError> {
+        match self.cluster.ledger.entry(SNAPSHOT_KEY).await? {
             Some(e) if e.operation == kv::Operation::Put => {
-                let p = serde_json::from_slice(&e.value).map_err(|e| e.to_string())?;
+                let p = serde_json::from_slice(&e.value)?;
                 Ok((p, e.revision))
             }
             Some(e) => Ok((Progress::default(), e.revision)),
@@ -371,39 +390,24 @@ impl SnapshotWriter {
         }
     }
 
-    async fn save(&self, p: &Progress, rev: u64) -> Result<u64, String> {
+    async fn save(&self, p: &Progress, rev: u64) -> Result<u64, SnapshotError> {
         let value: Bytes = serde_json::to_vec(p).expect("serialises").into();
         let kv = &self.cluster.ledger;
-        let r = if rev == 0 {
-            kv.create(SNAPSHOT_KEY, value)
-                .await
-                .map_err(|e| e.to_string())
+        if rev == 0 {
+            Ok(kv.create(SNAPSHOT_KEY, value).await?)
         } else {
-            kv.update(SNAPSHOT_KEY, value, rev)
-                .await
-                .map_err(|e| e.to_string())
-        };
-        r.map_err(|e| format!("snapshot progress (another writer?): {e}"))
+            Ok(kv.update(SNAPSHOT_KEY, value, rev).await?)
+        }
     }
 
-    async fn generation(&self) -> Result<u64, String> {
+    async fn generation(&self) -> Result<u64, SnapshotError> {
         let name = format!("KV_{}", self.cluster.names.cohort_bucket());
-        let mut stream = self
-            .cluster
-            .js
-            .get_stream(name)
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok(stream
-            .info()
-            .await
-            .map_err(|e| e.to_string())?
-            .state
-            .last_sequence)
+        let mut stream = self.cluster.js.get_stream(name).await?;
+        Ok(stream.info().await?.state.last_sequence)
     }
 
     /// Publishes a snapshot if one is due (or pending from a writer that died).
-    async fn once(&self) -> Result<(), String> {
+    async fn once(&self) -> Result<(), SnapshotError> {
         let (mut progress, mut rev) = self.progress().await?;
         let now = hivestream_core::clock::now_ms();
         let stale = now - progress.at_ms >= self.interval.as_millis() as i64;
@@ -419,8 +423,7 @@ impl SnapshotWriter {
         };
         let mut cohorts = KvCohorts::new(self.cluster.cohorts.clone(), self.workspace)
             .list()
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let content = snapshot_lines(&mut cohorts);
         let hash = xxhash_rust::xxh3::xxh3_64(&content);
         if progress.pending.is_none() {
@@ -447,7 +450,12 @@ impl SnapshotWriter {
     }
 
     /// Publishes one `segment` record under the snapshot's message id.
-    async fn publish(&self, content: &[u8], generation: u64, at_ms: i64) -> Result<(), String> {
+    async fn publish(
+        &self,
+        content: &[u8],
+        generation: u64,
+        at_ms: i64,
+    ) -> Result<(), SnapshotError> {
         let mut record = Vec::with_capacity(content.len() + 16);
         Record {
             data_type: DataType::Segment,
@@ -468,8 +476,7 @@ impl SnapshotWriter {
             msg,
             self.cluster.settings.publish_timeout,
         )
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+        .await?;
+        Ok(())
     }
 }

@@ -17,7 +17,7 @@
 
 use async_nats::jetstream::message::PublishMessage;
 use async_trait::async_trait;
-use hivestream_core::collect::backend::{AliasEntry, Ingest, NotReady};
+use hivestream_core::collect::backend::{AliasEntry, AliasesError, Ingest, NotReady};
 use hivestream_core::log::ingest::{Batch, CommitError, Committed};
 use hivestream_core::log::record::Record;
 use hivestream_core::log::replay::link_of;
@@ -66,7 +66,7 @@ impl ClusterIngest {
             .dedup
             .lookup(&ids)
             .await
-            .map_err(CommitError::LogUnavailable)?;
+            .map_err(|e| CommitError::LogUnavailable(e.to_string()))?;
         let mut retried = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for ((item, id), known) in client.into_iter().zip(known) {
@@ -144,7 +144,7 @@ impl ClusterIngest {
         self.identity
             .ask(&req)
             .await
-            .map_err(CommitError::Identity)?;
+            .map_err(|e| CommitError::Identity(e.to_string()))?;
         Ok(Committed::default())
     }
 
@@ -157,7 +157,7 @@ impl ClusterIngest {
             .identity
             .ask(&req)
             .await
-            .map_err(CommitError::Identity)?
+            .map_err(|e| CommitError::Identity(e.to_string()))?
             .users
             .ok_or_else(|| CommitError::Identity("the leader sent no users".into()))?;
         if users.len() != batch.pending_len() {
@@ -216,8 +216,12 @@ impl Ingest for ClusterIngest {
         })
     }
 
-    async fn aliases_of(&self, user: Uuid) -> Result<Vec<AliasEntry>, String> {
-        let reply = self.identity.ask(&Request::Aliases { user }).await?;
+    async fn aliases_of(&self, user: Uuid) -> Result<Vec<AliasEntry>, AliasesError> {
+        let reply = self
+            .identity
+            .ask(&Request::Aliases { user })
+            .await
+            .map_err(|e| AliasesError::Remote(Box::new(e)))?;
         Ok(reply.aliases.unwrap_or_default())
     }
 

@@ -27,6 +27,7 @@ use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
 use futures::StreamExt;
 use hivestream_core::state::dedup::Stored;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 use uuid::Uuid;
 
 /// Prefix of the message id of an event published alone for its client id.
@@ -70,8 +71,17 @@ fn key(id: &Uuid) -> String {
     client_msg_id(id)
 }
 
-fn err(e: impl std::fmt::Display) -> String {
-    format!("dedup bucket: {e}")
+/// Why the dedup bucket could not be read or written.
+#[derive(Debug, Error)]
+pub enum DedupError {
+    #[error("dedup bucket: cannot read an event id: {0}")]
+    Read(#[from] kv::EntryError),
+    #[error("dedup bucket: an event id's record is damaged: {0}")]
+    Decode(#[from] serde_json::Error),
+    #[error("dedup bucket: cannot record an event id: {0}")]
+    Create(#[from] kv::CreateError),
+    #[error("dedup bucket: cannot lower an event id's recorded copy: {0}")]
+    Update(#[from] kv::UpdateError),
 }
 
 impl KvDedup {
@@ -79,10 +89,10 @@ impl KvDedup {
         Self { kv }
     }
 
-    async fn get(&self, id: &Uuid) -> Result<Option<(Done, u64)>, String> {
-        match self.kv.entry(key(id)).await.map_err(err)? {
+    async fn get(&self, id: &Uuid) -> Result<Option<(Done, u64)>, DedupError> {
+        match self.kv.entry(key(id)).await? {
             Some(e) if e.operation == kv::Operation::Put => {
-                let done = serde_json::from_slice(&e.value).map_err(err)?;
+                let done = serde_json::from_slice(&e.value)?;
                 Ok(Some((done, e.revision)))
             }
             _ => Ok(None),
@@ -90,8 +100,8 @@ impl KvDedup {
     }
 
     /// What is recorded for each id.
-    pub async fn lookup(&self, ids: &[Uuid]) -> Result<Vec<Option<Done>>, String> {
-        let found: Vec<Result<Option<(Done, u64)>, String>> =
+    pub async fn lookup(&self, ids: &[Uuid]) -> Result<Vec<Option<Done>>, DedupError> {
+        let found: Vec<Result<Option<(Done, u64)>, DedupError>> =
             futures::stream::iter(ids.iter().copied())
                 .map(|id| async move { self.get(&id).await })
                 .buffered(32)
@@ -112,13 +122,13 @@ impl KvDedup {
 
     /// Worker side: whether the copy of event `id` at `done.seq` is the
     /// one to route (the first in the log), recording it when it is.
-    pub async fn first_copy(&self, id: &Uuid, done: Done) -> Result<bool, String> {
+    pub async fn first_copy(&self, id: &Uuid, done: Done) -> Result<bool, DedupError> {
         let value: bytes::Bytes = serde_json::to_vec(&done).expect("serialises").into();
         loop {
             match self.kv.create(key(id), value.clone()).await {
                 Ok(_) => return Ok(true),
                 Err(e) if e.kind() == CreateErrorKind::AlreadyExists => {}
-                Err(e) => return Err(err(e)),
+                Err(e) => return Err(e.into()),
             }
             let Some((recorded, revision)) = self.get(id).await? else {
                 continue;
@@ -131,7 +141,7 @@ impl KvDedup {
             match self.kv.update(key(id), value.clone(), revision).await {
                 Ok(_) => return Ok(true),
                 Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => continue,
-                Err(e) => return Err(err(e)),
+                Err(e) => return Err(e.into()),
             }
         }
     }
@@ -152,5 +162,15 @@ mod tests {
             None
         );
         assert_eq!(parse_client_msg_id("e.nope"), None);
+    }
+
+    #[test]
+    fn errors_name_the_bucket_and_what_failed() {
+        let damaged = serde_json::from_slice::<Done>(b"{").unwrap_err();
+        let e = DedupError::from(damaged);
+        assert!(matches!(e, DedupError::Decode(_)));
+        assert!(e
+            .to_string()
+            .starts_with("dedup bucket: an event id's record is damaged: "));
     }
 }

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream::consumer::{pull, DeliverPolicy};
 use async_nats::jetstream::message::PublishMessage;
+use async_nats::jetstream::{consumer, stream};
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::StreamExt;
@@ -36,11 +37,12 @@ use hivestream_core::collect::backend::AliasEntry;
 use hivestream_core::collect::event::Alias;
 use hivestream_core::log::batch::sync_payload;
 use hivestream_core::log::replay::link_of;
-use hivestream_core::log::{pack_pos, unpack_pos};
-use hivestream_core::state::identity::{aliases_of, IdentityIndex, Link, Resolver};
+use hivestream_core::log::{pack_pos, unpack_pos, LogError};
+use hivestream_core::state::identity::{aliases_of, IdentityError, IdentityIndex, Link, Resolver};
 use hivestream_core::state::index_db::IndexDb;
 use hivestream_core::state::lease::Lease;
 use serde::{Deserialize, Serialize};
+use thiserror::Error;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -51,6 +53,72 @@ use crate::worker::TaskJob;
 
 /// Most requests decided together.
 const MAX_GROUP: usize = 256;
+
+/// How long the replay waits for the identity stream's next message.
+const REPLAY_STALL: Duration = Duration::from_secs(10);
+
+/// Why a collector got no decision from the identity leader.
+#[derive(Debug, Error)]
+pub enum AskError {
+    /// The leader's answer is not a [`Reply`] (a different version?).
+    #[error("identity leader answered badly: {0}")]
+    BadReply(#[source] serde_json::Error),
+    /// Every attempt until the publish timeout failed; `last` says how
+    /// the last one did.
+    #[error("no identity decision within {timeout:?}: {last}")]
+    NoDecision {
+        timeout: Duration,
+        #[source]
+        last: AttemptError,
+    },
+}
+
+/// How one request to the identity leader failed (each is retried).
+#[derive(Debug, Error)]
+pub enum AttemptError {
+    /// The timeout left no time for a request.
+    #[error("no request was sent")]
+    NotSent,
+    /// The leader answered with an error (catching up, a failed write...).
+    #[error("{0}")]
+    Refused(String),
+    /// The request did not reach a leader (none subscribed: a takeover).
+    #[error(transparent)]
+    Request(#[from] async_nats::RequestError),
+    #[error("the identity leader did not answer")]
+    Silent,
+}
+
+/// Why the identity leader stopped, or could not decide or apply.
+#[derive(Debug, Error)]
+pub enum IdentityLeaderError {
+    /// The leader's redb index failed.
+    #[error(transparent)]
+    Index(#[from] IdentityError),
+    #[error("identity index task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("cannot subscribe to the identity service subject: {0}")]
+    Subscribe(#[from] async_nats::SubscribeError),
+    #[error("cannot read the identity stream's info: {0}")]
+    StreamInfo(#[from] stream::InfoError),
+    #[error("cannot create the identity stream's replay consumer: {0}")]
+    Consumer(#[from] stream::ConsumerError),
+    #[error("cannot read the identity stream: {0}")]
+    Messages(#[from] consumer::StreamError),
+    #[error("identity stream replay: {0}")]
+    Replay(#[from] pull::OrderedError),
+    #[error("identity stream replay stalled (no message for {0:?})")]
+    ReplayStalled(Duration),
+    #[error("identity stream replay ended early")]
+    ReplayEnded,
+    #[error("identity stream message without stream info: {0}")]
+    MessageInfo(#[source] async_nats::Error),
+    #[error("identity stream: {0}")]
+    Decode(#[from] LogError),
+    /// A collector sent something that is not a [`Request`].
+    #[error("bad identity request: {0}")]
+    BadRequest(#[source] serde_json::Error),
+}
 
 /// A question for the leader.
 #[derive(Debug, Serialize, Deserialize)]
@@ -97,32 +165,32 @@ impl IdentityClient {
 
     /// Asks the leader, retrying while there is none (a takeover) or it
     /// does not answer, until the publish timeout.
-    pub async fn ask(&self, req: &Request) -> Result<Reply, String> {
+    pub async fn ask(&self, req: &Request) -> Result<Reply, AskError> {
         let subject = self.cluster.names.identity_service();
         let body: Bytes = serde_json::to_vec(req).expect("requests serialise").into();
         let deadline = Instant::now() + self.timeout;
-        let mut last = String::new();
+        let mut last = AttemptError::NotSent;
         while Instant::now() < deadline {
             let left = deadline - Instant::now();
             let ask = self.cluster.client.request(subject.clone(), body.clone());
-            match tokio::time::timeout(left.min(Duration::from_secs(5)), ask).await {
+            last = match tokio::time::timeout(left.min(Duration::from_secs(5)), ask).await {
                 Ok(Ok(msg)) => {
-                    let reply: Reply = serde_json::from_slice(&msg.payload)
-                        .map_err(|e| format!("identity leader answered badly: {e}"))?;
+                    let reply: Reply =
+                        serde_json::from_slice(&msg.payload).map_err(AskError::BadReply)?;
                     match reply.error {
-                        Some(e) => last = e,
+                        Some(e) => AttemptError::Refused(e),
                         None => return Ok(reply),
                     }
                 }
-                Ok(Err(e)) => last = e.to_string(),
-                Err(_) => last = "the identity leader did not answer".into(),
-            }
+                Ok(Err(e)) => AttemptError::Request(e),
+                Err(_) => AttemptError::Silent,
+            };
             tokio::time::sleep(Duration::from_millis(100).min(deadline - Instant::now())).await;
         }
-        Err(format!(
-            "no identity decision within {:?}: {last}",
-            self.timeout
-        ))
+        Err(AskError::NoDecision {
+            timeout: self.timeout,
+            last,
+        })
     }
 }
 
@@ -171,17 +239,15 @@ impl IdentityLeader {
         &self,
         lease: watch::Receiver<Lease>,
         mut stop: watch::Receiver<bool>,
-    ) -> Result<(), String> {
+    ) -> Result<(), IdentityLeaderError> {
         let path = self.data_dir.join("identity-cluster.redb");
         let cache = self.cache_bytes;
         let (db, index) = tokio::task::spawn_blocking(move || {
             let db = IndexDb::open(&path, cache)?;
             let index = IdentityIndex::open(Arc::clone(&db))?;
-            Ok::<_, hivestream_core::state::identity::IdentityError>((db, index))
+            Ok::<_, IdentityError>((db, index))
         })
-        .await
-        .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())?;
+        .await??;
         let last_seq = unpack_pos(index.applied()).0.saturating_sub(1);
         let mut l = Leading {
             cluster: self.cluster.clone(),
@@ -193,12 +259,7 @@ impl IdentityLeader {
         };
         l.catch_up().await?;
         let subject = self.cluster.names.identity_service();
-        let mut sub = self
-            .cluster
-            .client
-            .subscribe(subject)
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut sub = self.cluster.client.subscribe(subject).await?;
         tracing::info!(applied_seq = l.last_seq, "identity leader: serving");
         loop {
             let first = tokio::select! {
@@ -226,14 +287,9 @@ impl IdentityLeader {
 
 impl Leading {
     /// Applies every identity-stream message after `last_seq`.
-    async fn catch_up(&mut self) -> Result<(), String> {
+    async fn catch_up(&mut self) -> Result<(), IdentityLeaderError> {
         let mut stream = self.cluster.identity.clone();
-        let end = stream
-            .info()
-            .await
-            .map_err(|e| e.to_string())?
-            .state
-            .last_sequence;
+        let end = stream.info().await?.state.last_sequence;
         if end > self.last_seq {
             let consumer = stream
                 .create_consumer(pull::OrderedConfig {
@@ -242,18 +298,18 @@ impl Leading {
                     },
                     ..Default::default()
                 })
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+                .await?;
+            let mut messages = consumer.messages().await?;
             while self.last_seq < end {
-                let msg = tokio::time::timeout(Duration::from_secs(10), messages.next())
+                let msg = tokio::time::timeout(REPLAY_STALL, messages.next())
                     .await
-                    .map_err(|_| "identity stream replay stalled".to_string())?
-                    .ok_or("identity stream replay ended early")?
-                    .map_err(|e| e.to_string())?;
-                let seq = msg.info().map_err(|e| e.to_string())?.stream_sequence;
-                let links: Vec<Link> = decode_message(seq, &msg.payload)
-                    .map_err(|e| e.to_string())?
+                    .map_err(|_| IdentityLeaderError::ReplayStalled(REPLAY_STALL))?
+                    .ok_or(IdentityLeaderError::ReplayEnded)??;
+                let seq = msg
+                    .info()
+                    .map_err(IdentityLeaderError::MessageInfo)?
+                    .stream_sequence;
+                let links: Vec<Link> = decode_message(seq, &msg.payload)?
                     .into_iter()
                     .filter_map(link_of)
                     .collect();
@@ -264,9 +320,8 @@ impl Leading {
         Ok(())
     }
 
-    fn apply(&mut self, links: &[Link], seq: u64) -> Result<(), String> {
-        tokio::task::block_in_place(|| self.index.apply(links, &[], pack_pos(seq + 1, 0)))
-            .map_err(|e| e.to_string())?;
+    fn apply(&mut self, links: &[Link], seq: u64) -> Result<(), IdentityLeaderError> {
+        tokio::task::block_in_place(|| self.index.apply(links, &[], pack_pos(seq + 1, 0)))?;
         self.last_seq = seq;
         Ok(())
     }
@@ -298,7 +353,7 @@ impl Leading {
                 }
                 Ok((reply, None)) => reply,
                 Ok((reply, Some(w))) => self.write(w, reply).await,
-                Err(e) => error_reply(e),
+                Err(e) => error_reply(e.to_string()),
             };
             self.reply(&m, &reply).await;
         }
@@ -306,13 +361,15 @@ impl Leading {
 
     /// The answer to a request and, when it changes identity, the links to
     /// write first (each with the time of its record).
-    fn decide(&mut self, m: &async_nats::Message) -> Result<(Reply, Option<Write>), String> {
+    fn decide(
+        &mut self,
+        m: &async_nats::Message,
+    ) -> Result<(Reply, Option<Write>), IdentityLeaderError> {
         let req: Request =
-            serde_json::from_slice(&m.payload).map_err(|e| format!("bad identity request: {e}"))?;
+            serde_json::from_slice(&m.payload).map_err(IdentityLeaderError::BadRequest)?;
         match req {
             Request::Aliases { user } => {
-                let found = tokio::task::block_in_place(|| aliases_of(&self.db, &user))
-                    .map_err(|e| e.to_string())?;
+                let found = tokio::task::block_in_place(|| aliases_of(&self.db, &user))?;
                 let reply = Reply {
                     aliases: Some(found),
                     ..Default::default()
@@ -329,8 +386,7 @@ impl Leading {
                 let mut links = Vec::new();
                 for (aliases, time_ms) in &items {
                     let (user, created) =
-                        tokio::task::block_in_place(|| self.resolver.decide(&self.index, aliases))
-                            .map_err(|e| e.to_string())?;
+                        tokio::task::block_in_place(|| self.resolver.decide(&self.index, aliases))?;
                     links.extend(created.into_iter().map(|l| (l, *time_ms)));
                     users.push(user);
                 }
@@ -362,7 +418,7 @@ impl Leading {
                     Ok(()) => ok,
                     Err(e) => {
                         self.behind = true;
-                        error_reply(format!("identity index: {e}"))
+                        error_reply(e.to_string())
                     }
                 }
             }
@@ -399,5 +455,40 @@ fn error_reply(e: String) -> Reply {
     Reply {
         error: Some(e),
         ..Default::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missed_decision_says_why_the_last_attempt_failed() {
+        let e = AskError::NoDecision {
+            timeout: Duration::from_secs(2),
+            last: AttemptError::Refused("identity index catching up: x".into()),
+        };
+        assert_eq!(
+            e.to_string(),
+            "no identity decision within 2s: identity index catching up: x"
+        );
+        let e = AskError::NoDecision {
+            timeout: Duration::from_millis(1500),
+            last: AttemptError::Silent,
+        };
+        assert_eq!(
+            e.to_string(),
+            "no identity decision within 1.5s: the identity leader did not answer"
+        );
+        assert!(std::error::Error::source(&e).is_some());
+    }
+
+    #[test]
+    fn a_bad_request_is_answered_with_an_error() {
+        let bad = serde_json::from_slice::<Request>(b"{\"op\":\"nope\"}").unwrap_err();
+        let reply = error_reply(IdentityLeaderError::BadRequest(bad).to_string());
+        let text = reply.error.expect("an error");
+        assert!(text.starts_with("bad identity request: "), "{text}");
+        assert!(reply.users.is_none() && reply.aliases.is_none());
     }
 }

@@ -13,7 +13,7 @@
 
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::kv::{self, CreateErrorKind, UpdateErrorKind};
+use async_nats::jetstream::kv::{self, CreateErrorKind, DeleteErrorKind, UpdateErrorKind};
 use async_trait::async_trait;
 use hivestream_core::state::lease::{Lease, LeaseError, Leases};
 
@@ -104,7 +104,7 @@ impl Leases for KvLeases {
         {
             Ok(()) => Ok(()),
             // Expired or taken over already: nothing of ours to release.
-            Err(e) if e.to_string().contains("wrong last sequence") => Ok(()),
+            Err(e) if e.kind() == DeleteErrorKind::WrongLastRevision => Ok(()),
             Err(e) => Err(err(e)),
         }
     }
@@ -116,5 +116,24 @@ impl Leases for KvLeases {
             }
             _ => Ok(None),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+    use async_nats::jetstream::kv::{DeleteError, DeleteErrorKind};
+
+    /// A release (or a cohort delete) fenced by the expected revision
+    /// fails with the server's "wrong last sequence", which async-nats
+    /// reports as this kind: the release is then a no-op, not an error.
+    #[test]
+    fn a_fenced_delete_has_the_wrong_revision_kind() {
+        let fenced = DeleteError::from(PublishError::new(PublishErrorKind::WrongLastSequence));
+        assert_eq!(fenced.kind(), DeleteErrorKind::WrongLastRevision);
+        let other = DeleteError::from(PublishError::new(PublishErrorKind::BrokenPipe));
+        assert_eq!(other.kind(), DeleteErrorKind::Other);
+        let timeout = DeleteError::from(PublishError::new(PublishErrorKind::TimedOut));
+        assert_eq!(timeout.kind(), DeleteErrorKind::TimedOut);
     }
 }

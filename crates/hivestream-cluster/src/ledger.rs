@@ -68,6 +68,13 @@ impl Stored {
         }
     }
 
+    /// Parses the value stored under `key`; a value that is not a ledger
+    /// (an unknown data type in a seal, say) is [`LedgerError::Corrupt`].
+    fn decode(key: &str, value: &[u8]) -> Result<Self, LedgerError> {
+        serde_json::from_slice(value)
+            .map_err(|e| LedgerError::Corrupt(format!("ledger {key}: {e}")))
+    }
+
     fn into_state(self) -> LedgerState {
         LedgerState {
             checkpoint: self.checkpoint,
@@ -119,9 +126,7 @@ impl KvLedger {
             let entry = kv.entry(key).await.map_err(unavailable)?;
             let (stored, revision) = match entry {
                 Some(e) if e.operation == kv::Operation::Put => {
-                    let stored: Stored = serde_json::from_slice(&e.value)
-                        .map_err(|err| LedgerError::Corrupt(format!("ledger {key}: {err}")))?;
-                    (stored, e.revision)
+                    (Stored::decode(key, &e.value)?, e.revision)
                 }
                 Some(e) => (Stored::default(), e.revision),
                 None => (Stored::default(), 0),
@@ -230,5 +235,90 @@ impl LedgerStore for KvLedger {
                 next_id: self.state.next_id,
             });
         self.write().inspect_err(|_| self.state = before)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hivestream_core::log::record::DataType;
+
+    /// A stored ledger exactly as the version that kept `Seal.data_type`
+    /// as a `String` wrote it.
+    const V1_STORED: &str = concat!(
+        r#"{"epoch":12,"owner":"n2-4f1c","checkpoint":184467,"next_id":9912,"seals":["#,
+        r#"{"id":9907,"data_type":"events","hour":491234,"start":184467,"end":185901,"#,
+        r#""key":"type=events/year=2026/month=01/day=15/hour=02/1768442460000-3f2a9c1e-n2.jsonl.gz","#,
+        r#""records":1203,"done":false},"#,
+        r#"{"id":9908,"data_type":"sync_aliases","hour":491234,"start":184470,"end":185850,"#,
+        r#""key":"type=sync_aliases/year=2026/month=01/day=15/hour=02/1768442460000-9b01d4aa-n2.jsonl.gz","#,
+        r#""records":12,"done":false},"#,
+        r#"{"id":9909,"data_type":"segment","hour":null,"start":185000,"end":185000,"#,
+        r#""key":"type=segment/1768442470000-77aa01bc-n2.jsonl.gz","records":1,"done":true}]}"#,
+    );
+
+    fn seal(id: u64, data_type: DataType, span: (u64, u64), key: &str, records: u64) -> Seal {
+        Seal {
+            id,
+            data_type,
+            hour: data_type.is_hourly().then_some(491_234),
+            start: span.0,
+            end: span.1,
+            key: key.to_string(),
+            records,
+        }
+    }
+
+    fn v1_seals() -> [Seal; 3] {
+        let dir = "year=2026/month=01/day=15/hour=02";
+        [
+            seal(
+                9907,
+                DataType::Events,
+                (184_467, 185_901),
+                &format!("type=events/{dir}/1768442460000-3f2a9c1e-n2.jsonl.gz"),
+                1203,
+            ),
+            seal(
+                9908,
+                DataType::SyncAliases,
+                (184_470, 185_850),
+                &format!("type=sync_aliases/{dir}/1768442460000-9b01d4aa-n2.jsonl.gz"),
+                12,
+            ),
+            seal(
+                9909,
+                DataType::Segment,
+                (185_000, 185_000),
+                "type=segment/1768442470000-77aa01bc-n2.jsonl.gz",
+                1,
+            ),
+        ]
+    }
+
+    #[test]
+    fn reads_a_ledger_written_by_an_earlier_version() {
+        let stored = Stored::decode("ev.07", V1_STORED.as_bytes()).unwrap();
+        assert_eq!((stored.epoch, stored.owner.as_str()), (12, "n2-4f1c"));
+        let state = stored.into_state();
+        assert_eq!((state.checkpoint, state.next_id), (184_467, 9912));
+        let [s9907, s9908, s9909] = v1_seals();
+        let seals: Vec<_> = state.seals.values().cloned().collect();
+        assert_eq!(seals, vec![(s9907, false), (s9908, false), (s9909, true)]);
+        // Written back, it is the same bytes.
+        let again = serde_json::to_string(&Stored::from_state(&state, 12, "n2-4f1c")).unwrap();
+        assert_eq!(again, V1_STORED);
+    }
+
+    #[test]
+    fn an_unknown_data_type_is_a_damaged_ledger() {
+        let stored = V1_STORED.replace(r#""data_type":"segment""#, r#""data_type":"clicks""#);
+        match Stored::decode("ev.07", stored.as_bytes()) {
+            Err(LedgerError::Corrupt(why)) => {
+                assert!(why.starts_with("ledger ev.07: "), "{why}");
+                assert!(why.contains("unknown data type \"clicks\""), "{why}");
+            }
+            other => panic!("expected a damaged ledger, got {other:?}"),
+        }
     }
 }

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::log::record::DataType;
 use crate::log::{LogReader, Pos};
 use crate::route::ledger::{LedgerError, LedgerStore, Seal};
 use crate::state::lease::Leases;
@@ -121,7 +122,7 @@ pub async fn log(log: &dyn LogUnderTest) {
 fn seal(id: u64, start: Pos, end: Pos) -> Seal {
     Seal {
         id,
-        data_type: "events".into(),
+        data_type: DataType::Events,
         hour: Some(491_234),
         start,
         end,

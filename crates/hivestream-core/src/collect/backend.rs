@@ -10,12 +10,13 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use thiserror::Error;
 use uuid::Uuid;
 
 use crate::log::ingest::{Appender, Batch, CommitError, Committed};
 use crate::log::progress::Admission;
 use crate::state::cohorts::{Cohort, CohortError, CohortInput, CohortStore};
-use crate::state::identity::aliases_of;
+use crate::state::identity::{aliases_of, IdentityError};
 use crate::state::index_db::IndexDb;
 
 /// An alias of a user: `(tag, id, priority)`.
@@ -23,6 +24,21 @@ pub type AliasEntry = (String, String, i64);
 
 /// Why writes are refused right now: `(message, cause)` for the 503.
 pub type NotReady = (&'static str, &'static str);
+
+/// Why a user's aliases could not be read (a 503: the next try can work).
+#[derive(Debug, Error)]
+pub enum AliasesError {
+    /// The local identity index failed.
+    #[error(transparent)]
+    Index(#[from] IdentityError),
+    /// The blocking task reading the local index died.
+    #[error("index read task failed: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    /// The mode's remote identity service gave no answer (cluster mode:
+    /// the identity leader).
+    #[error(transparent)]
+    Remote(Box<dyn std::error::Error + Send + Sync>),
+}
 
 /// Where records go.
 #[async_trait]
@@ -33,7 +49,7 @@ pub trait Ingest: Send + Sync + 'static {
     async fn append(&self, batch: Batch) -> Result<Committed, CommitError>;
 
     /// Every alias linked to `user`, as of every acknowledged identify.
-    async fn aliases_of(&self, user: Uuid) -> Result<Vec<AliasEntry>, String>;
+    async fn aliases_of(&self, user: Uuid) -> Result<Vec<AliasEntry>, AliasesError>;
 
     /// `Ok` while writes are accepted.
     fn readiness(&self) -> Result<(), NotReady>;
@@ -65,12 +81,10 @@ impl Ingest for LocalIngest {
         self.appender.append(batch).await
     }
 
-    async fn aliases_of(&self, user: Uuid) -> Result<Vec<AliasEntry>, String> {
+    async fn aliases_of(&self, user: Uuid) -> Result<Vec<AliasEntry>, AliasesError> {
         let db = Arc::clone(&self.db);
-        tokio::task::spawn_blocking(move || aliases_of(&db, &user))
-            .await
-            .map_err(|_| "index read task failed".to_string())?
-            .map_err(|e| e.to_string())
+        let found = tokio::task::spawn_blocking(move || aliases_of(&db, &user)).await??;
+        Ok(found)
     }
 
     fn readiness(&self) -> Result<(), NotReady> {
@@ -114,5 +128,18 @@ impl CohortApi for CohortStore {
 
     async fn delete(&self, id: Uuid) -> Result<Cohort, CohortError> {
         blocking(self, move |s| s.delete(&id)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alias_read_failures_keep_their_cause_s_message() {
+        let index = AliasesError::from(IdentityError::Db("table missing".into()));
+        assert_eq!(index.to_string(), "identity index: table missing");
+        let remote = AliasesError::Remote("no identity decision within 2s: x".into());
+        assert_eq!(remote.to_string(), "no identity decision within 2s: x");
     }
 }

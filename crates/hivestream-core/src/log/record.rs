@@ -4,7 +4,12 @@
 //! where `line` is the record's final JSON object, exactly the bytes that go
 //! into the output file (without the trailing `\n`). Encoding the final line
 //! at ingest means the router never parses or re-serialises JSON: it copies.
+//!
+//! A [`DataType`] is stored elsewhere (seals in the ledgers) by its
+//! [`DataType::name`], the same string as in object keys.
 
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use thiserror::Error;
 
 const VERSION: u8 = 1;
@@ -49,6 +54,33 @@ impl DataType {
 
     fn from_code(code: u8) -> Option<Self> {
         Self::ALL.into_iter().find(|t| t.code() == code)
+    }
+
+    /// The data type [`DataType::name`] calls `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.name() == name)
+    }
+}
+
+/// Serialised as its [`DataType::name`] (`"events"`, ...).
+impl Serialize for DataType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// Read from its [`DataType::name`]; any other string is an error that
+/// names it and the known types.
+impl<'de> Deserialize<'de> for DataType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = String::deserialize(d)?;
+        DataType::from_name(&name).ok_or_else(|| {
+            let known: Vec<&str> = DataType::ALL.iter().map(|t| t.name()).collect();
+            D::Error::custom(format!(
+                "unknown data type {name:?} (known: {})",
+                known.join(", ")
+            ))
+        })
     }
 }
 
@@ -116,6 +148,19 @@ mod tests {
             rec.encode(&mut buf);
             assert_eq!(Record::decode(&buf), Ok(rec));
         }
+    }
+
+    #[test]
+    fn data_types_serialise_as_their_names() {
+        for t in DataType::ALL {
+            let json = serde_json::to_string(&t).unwrap();
+            assert_eq!(json, format!("\"{}\"", t.name()));
+            assert_eq!(serde_json::from_str::<DataType>(&json).unwrap(), t);
+            assert_eq!(DataType::from_name(t.name()), Some(t));
+        }
+        let e = serde_json::from_str::<DataType>("\"bogus\"").unwrap_err();
+        assert!(e.to_string().contains("unknown data type \"bogus\""), "{e}");
+        assert!(serde_json::from_str::<DataType>("7").is_err());
     }
 
     proptest! {

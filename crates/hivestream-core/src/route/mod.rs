@@ -152,14 +152,7 @@ impl Router {
         let checkpoint = ledger.state().checkpoint;
         let mut known: HashMap<Partition, Vec<KnownSeal>> = HashMap::new();
         for (seal, done) in ledger.state().seals.values() {
-            let Some(p) = seal.partition() else {
-                return Err(LedgerError::Corrupt(format!(
-                    "seal {} has unknown type {}",
-                    seal.id, seal.data_type
-                ))
-                .into());
-            };
-            known.entry(p).or_default().push(KnownSeal {
+            known.entry(seal.partition()).or_default().push(KnownSeal {
                 seal: seal.clone(),
                 done: *done,
             });
@@ -338,7 +331,7 @@ impl Router {
         let key = self.key_of(&f);
         self.ledger.seal(Seal {
             id: f.id,
-            data_type: p.data_type.name().to_string(),
+            data_type: p.data_type,
             hour: p.hour,
             start: f.start,
             end: f.end,

@@ -141,6 +141,10 @@ pub enum CohortError {
     DuplicateName(String),
     #[error("no cohort with id {0}")]
     NotFound(Uuid),
+    /// A compare-and-set lost to a concurrent change of the same cohort
+    /// (cluster mode): nothing was written, and a retry can succeed.
+    #[error("the cohort was changed concurrently; retry")]
+    Conflict,
     #[error("cohort store: {0}")]
     Db(String),
 }

@@ -29,8 +29,9 @@ fn to_api(e: CohortError) -> ApiError {
             ApiError::new(ErrorKind::NotFound, "no such cohort", format!("id: {e}"))
         }
         // Storage failures (a full disk, say) are transient: the index is
-        // reopened and the next attempt can succeed.
-        CohortError::Db(_) => {
+        // reopened and the next attempt can succeed. So is losing a race
+        // with a concurrent change (cluster mode).
+        CohortError::Db(_) | CohortError::Conflict => {
             ApiError::unavailable("the cohort store could not be used", e.to_string(), 5)
         }
     }
@@ -111,5 +112,25 @@ pub async fn delete(State(st): State<Arc<AppState>>, Path(id): Path<String>) -> 
     match parse_id(&id) {
         Ok(id) => render(StatusCode::OK, st.cohorts.delete(id).await),
         Err(e) => e.into_response(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_failures_and_conflicts_are_retryable_503s() {
+        for e in [CohortError::Db("disk full".into()), CohortError::Conflict] {
+            let shown = e.to_string();
+            let api = to_api(e);
+            assert_eq!(api.kind, ErrorKind::Unavailable);
+            assert_eq!(api.retry_after, Some(5));
+            assert_eq!(api.cause, shown);
+        }
+        let conflict = to_api(CohortError::Conflict);
+        assert_eq!(conflict.cause, "the cohort was changed concurrently; retry");
+        let taken = to_api(CohortError::DuplicateName("a".into()));
+        assert_eq!(taken.kind, ErrorKind::Conflict);
     }
 }

@@ -193,12 +193,13 @@ impl FileLedger {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::record::DataType;
     use crate::route::ledger::LedgerStore;
 
     fn seal(id: u64, start: u64, end: u64) -> Seal {
         Seal {
             id,
-            data_type: "events".into(),
+            data_type: DataType::Events,
             hour: Some(5),
             start,
             end,
@@ -246,5 +247,114 @@ mod tests {
         l.seal(seal(1, 11, 12)).unwrap();
         drop(l);
         assert_eq!(FileLedger::open(&path).unwrap().state.seals.len(), 2);
+    }
+
+    /// A ledger byte for byte as the version that stored
+    /// `Seal.data_type` as a `String` wrote it, by [`write_v1_steps`].
+    const V1_LEDGER: &[u8] = include_bytes!("../../../tests/fixtures/file-ledger-v1.bin");
+
+    fn v1_seal(id: u64, data_type: DataType, span: (u64, u64), file: &str, records: u64) -> Seal {
+        let hour = data_type.is_hourly().then_some(491_234);
+        let dir = match hour {
+            Some(_) => format!(
+                "type={}/year=2026/month=01/day=15/hour=02",
+                data_type.name()
+            ),
+            None => format!("type={}", data_type.name()),
+        };
+        Seal {
+            id,
+            data_type,
+            hour,
+            start: span.0,
+            end: span.1,
+            key: format!("{dir}/{file}-n2.jsonl.gz"),
+            records,
+        }
+    }
+
+    /// The seals of the fixture: 9905 is done and below the checkpoint.
+    fn v1_seals() -> [Seal; 4] {
+        [
+            v1_seal(
+                9905,
+                DataType::Events,
+                (180_000, 184_466),
+                "1768442410000-0c5d7e21",
+                4467,
+            ),
+            v1_seal(
+                9907,
+                DataType::Events,
+                (184_467, 185_901),
+                "1768442460000-3f2a9c1e",
+                1203,
+            ),
+            v1_seal(
+                9908,
+                DataType::SyncAliases,
+                (184_470, 185_850),
+                "1768442460000-9b01d4aa",
+                12,
+            ),
+            v1_seal(
+                9909,
+                DataType::Segment,
+                (185_000, 185_000),
+                "1768442470000-77aa01bc",
+                1,
+            ),
+        ]
+    }
+
+    /// What the fixture's ledger went through.
+    fn write_v1_steps(l: &mut FileLedger) {
+        let [s9905, s9907, s9908, s9909] = v1_seals();
+        l.seal(s9905).unwrap();
+        l.done(&[9905]).unwrap();
+        l.seal(s9907).unwrap();
+        l.seal(s9908).unwrap();
+        l.seal(s9909).unwrap();
+        l.done(&[9909]).unwrap();
+        l.checkpoint(184_467).unwrap();
+    }
+
+    #[test]
+    fn opens_a_ledger_written_by_an_earlier_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        fs::write(&path, V1_LEDGER).unwrap();
+        let l = FileLedger::open(&path).unwrap();
+        let [_, s9907, s9908, s9909] = v1_seals();
+        assert_eq!(l.state.checkpoint, 184_467);
+        assert_eq!(l.state.next_id, 9910);
+        let seals: Vec<_> = l.state.seals.values().cloned().collect();
+        assert_eq!(seals, vec![(s9907, false), (s9908, false), (s9909, true)]);
+        assert_eq!(l.size, V1_LEDGER.len() as u64);
+        // The same steps still write the same bytes.
+        let again = dir.path().join("again");
+        write_v1_steps(&mut FileLedger::open(&again).unwrap());
+        assert_eq!(fs::read(&again).unwrap(), V1_LEDGER);
+    }
+
+    #[test]
+    fn an_unknown_data_type_is_a_damaged_ledger() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger");
+        let mut data = V1_LEDGER.to_vec();
+        let entry = br#"{"Seal":{"id":9910,"data_type":"clicks","hour":null,"start":1,"end":2,"key":"k","records":1}}"#;
+        encode_frame(entry, &mut data);
+        fs::write(&path, &data).unwrap();
+        match FileLedger::open(&path) {
+            Err(LedgerError::Corrupt(why)) => {
+                assert!(
+                    why.contains(&format!("entry at byte {}", V1_LEDGER.len())),
+                    "{why}"
+                );
+                assert!(why.contains("unknown data type \"clicks\""), "{why}");
+            }
+            Err(e) => panic!("expected a damaged ledger, got {e}"),
+            Ok(_) => panic!("a seal of an unknown data type was accepted"),
+        }
     }
 }

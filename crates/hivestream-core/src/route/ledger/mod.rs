@@ -71,7 +71,9 @@ pub trait LedgerStore: Send {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Seal {
     pub id: u64,
-    pub data_type: String,
+    /// Stored as its name (`"events"`, ...), as earlier versions wrote it;
+    /// an unknown name fails the ledger's load as damaged.
+    pub data_type: DataType,
     pub hour: Option<i64>,
     pub start: u64,
     pub end: u64,
@@ -80,14 +82,12 @@ pub struct Seal {
 }
 
 impl Seal {
-    pub fn partition(&self) -> Option<Partition> {
-        let data_type = DataType::ALL
-            .into_iter()
-            .find(|t| t.name() == self.data_type)?;
-        Some(Partition {
-            data_type,
+    /// The partition the sealed file belongs to.
+    pub fn partition(&self) -> Partition {
+        Partition {
+            data_type: self.data_type,
             hour: self.hour,
-        })
+        }
     }
 }
 
