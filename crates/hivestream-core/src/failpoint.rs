@@ -7,11 +7,16 @@
 //! time execution passes [`hit`]`("NAME")` the process calls
 //! `std::process::abort()`: no destructors, no flushes, like SIGKILL.
 //!
-//! Unset (always, in production), a failpoint costs one atomic load.
-//! The names are listed in [`NAMES`]; the crash suite walks through them.
+//! Unset (always, in production), a failpoint costs two relaxed atomic
+//! loads. The names are listed in [`NAMES`]; the crash suite walks through
+//! them.
+//!
+//! In-process crashes: [`arm_panic`] makes the N-th hit *panic* instead (the
+//! model test, `tests/model.rs`, catches it and reopens every component from
+//! its durable state, as a restart after `kill -9` would).
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 /// Every failpoint in the code, in pipeline order.
 pub const NAMES: &[&str] = &[
@@ -36,6 +41,55 @@ pub const NAMES: &[&str] = &[
 static TARGET: OnceLock<Option<(String, u64)>> = OnceLock::new();
 static HITS: AtomicU64 = AtomicU64::new(0);
 
+/// Whether a panic failpoint is armed (the fast path checks only this).
+static PANIC_ARMED: AtomicBool = AtomicBool::new(false);
+/// The armed panic failpoint: name, hits left before it fires.
+static PANIC_AT: Mutex<Option<(&'static str, u64)>> = Mutex::new(None);
+/// Set when an armed failpoint fired, until [`disarm`].
+static PANICKED: AtomicBool = AtomicBool::new(false);
+
+/// The payload of a failpoint's panic.
+pub const PANIC_MESSAGE: &str = "failpoint: in-process crash";
+
+/// Makes the `n`-th next hit of `name` panic with [`PANIC_MESSAGE`]
+/// (`n` ≥ 1). For tests that crash and reopen components in one process.
+pub fn arm_panic(name: &'static str, n: u64) {
+    assert!(NAMES.contains(&name) && n >= 1, "unknown failpoint {name}");
+    *PANIC_AT.lock().unwrap_or_else(|e| e.into_inner()) = Some((name, n));
+    PANICKED.store(false, Ordering::SeqCst);
+    PANIC_ARMED.store(true, Ordering::SeqCst);
+}
+
+/// Disarms the panic failpoint and clears [`panicked`].
+pub fn disarm() {
+    PANIC_ARMED.store(false, Ordering::SeqCst);
+    *PANIC_AT.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    PANICKED.store(false, Ordering::SeqCst);
+}
+
+/// Whether the armed failpoint fired since it was armed.
+pub fn panicked() -> bool {
+    PANICKED.load(Ordering::SeqCst)
+}
+
+fn panic_if_armed(name: &'static str) {
+    let mut at = PANIC_AT.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((target, left)) = at.as_mut() else {
+        return;
+    };
+    if *target != name {
+        return;
+    }
+    *left -= 1;
+    if *left == 0 {
+        *at = None;
+        PANIC_ARMED.store(false, Ordering::SeqCst);
+        PANICKED.store(true, Ordering::SeqCst);
+        drop(at);
+        std::panic::panic_any(PANIC_MESSAGE);
+    }
+}
+
 fn target() -> Option<&'static (String, u64)> {
     TARGET
         .get_or_init(|| {
@@ -59,6 +113,9 @@ fn parse(v: &str) -> Option<(String, u64)> {
 #[inline]
 pub fn hit(name: &'static str) {
     debug_assert!(NAMES.contains(&name), "unknown failpoint {name}");
+    if PANIC_ARMED.load(Ordering::Relaxed) {
+        panic_if_armed(name);
+    }
     let Some((target, at)) = target() else {
         return;
     };

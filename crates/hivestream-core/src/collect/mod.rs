@@ -6,6 +6,7 @@
 pub mod access;
 pub mod api_error;
 pub mod backend;
+pub mod encode;
 pub mod event;
 pub mod json_scan;
 pub mod listener;

@@ -20,9 +20,9 @@ use super::body::{beacon_media, is_text_plain, media_type, read_body, MediaType}
 use super::AppState;
 use crate::clock::now_ms;
 use crate::collect::api_error::{ApiError, ErrorBody, ErrorKind};
-use crate::collect::event::{json_error, parse_event, UserRef, ValidEvent};
+use crate::collect::encode::encode;
+use crate::collect::event::{json_error, parse_event, UserRef};
 use crate::log::ingest::{Batch, CommitError};
-use crate::log::record::{DataType, Record};
 use crate::metrics::METRICS;
 
 /// Maps a commit failure to the client's answer.
@@ -52,39 +52,6 @@ pub fn commit_error(e: CommitError) -> ApiError {
             format!("body: {e}"),
         ),
     }
-}
-
-/// Encodes a valid event into its stored line and adds it to `batch`; an
-/// alias-only event gets its user from the committer, and an event with
-/// the client's own id is checked for being a retry. Returns the event id
-/// and where the user id sits in `line`.
-fn encode(
-    ev: ValidEvent<'_>,
-    time_ms: i64,
-    line: &mut Vec<u8>,
-    batch: &mut Batch,
-) -> (Uuid, usize) {
-    let client_id = ev.event_id;
-    let event_id = client_id.unwrap_or_else(Uuid::new_v4);
-    line.clear();
-    let user = match &ev.user {
-        UserRef::Id(id) => *id,
-        UserRef::Aliases(_) => Uuid::nil(),
-    };
-    let user_offset = ev.write_line(&event_id, time_ms, &user, line);
-    let rec = Record {
-        data_type: DataType::Events,
-        time_ms,
-        line,
-    };
-    match ev.user {
-        UserRef::Id(_) => batch.push(&rec),
-        UserRef::Aliases(aliases) => batch.push_resolving(&rec, user_offset, aliases),
-    }
-    if let Some(id) = client_id {
-        batch.mark_client_id(id);
-    }
-    (event_id, user_offset)
 }
 
 /// Writes the user the committer resolved into a stored line (the response
