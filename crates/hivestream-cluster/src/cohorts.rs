@@ -10,10 +10,12 @@
 //! whose cohort does not exist; the next create of that name takes it over.
 //!
 //! The bucket's stream sequence is the cohorts' generation: any change
-//! moves it. The snapshot writer compares it with the generation its last
-//! snapshot covered (kept in `HS_LEDGER` under `snapshot`, outside the
-//! bucket) and, when it moved or `segment_snapshot_interval` passed,
-//! publishes one `segment` record into the events log:
+//! moves it. The snapshot writer keeps its progress in `HS_LEDGER` under
+//! `snapshot` (outside the bucket) and decides by the rule `serve` uses too
+//! (`hivestream_core::state::snapshot_rule`): when the generation moved and
+//! the content differs from the last snapshot's, or when
+//! `segment_snapshot_interval` passed, it publishes one `segment` record
+//! into the events log:
 //!
 //! ```text
 //!  1. ledger: {pending: {gen, at_ms}}          (CAS)
@@ -38,6 +40,9 @@ use hivestream_core::collect::backend::CohortApi;
 use hivestream_core::log::record::{DataType, Record};
 use hivestream_core::state::cohorts::{snapshot_lines, Cohort, CohortError, CohortInput};
 use hivestream_core::state::lease::Lease;
+use hivestream_core::state::snapshot_rule::{
+    content_hash, decide, needs_content, SnapshotProgress, SnapshotStep,
+};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use tokio::sync::watch;
@@ -347,6 +352,17 @@ struct Progress {
     pending: Option<(u64, i64)>,
 }
 
+impl Progress {
+    /// The part of the progress the snapshot rule decides from.
+    fn rule(&self) -> SnapshotProgress {
+        SnapshotProgress {
+            covered: self.covered,
+            content_hash: self.content_hash,
+            at_ms: self.at_ms,
+        }
+    }
+}
+
 /// Writes `segment` snapshots while it holds the `snapshot` lease.
 pub struct SnapshotWriter {
     pub cluster: Cluster,
@@ -410,40 +426,67 @@ impl SnapshotWriter {
     async fn once(&self) -> Result<(), SnapshotError> {
         let (mut progress, mut rev) = self.progress().await?;
         let now = hivestream_core::clock::now_ms();
-        let stale = now - progress.at_ms >= self.interval.as_millis() as i64;
-        let (generation, at_ms) = match progress.pending {
-            Some(p) => p,
-            None => {
-                let generation = self.generation().await?;
-                if progress.covered == Some(generation) && !stale {
-                    return Ok(());
-                }
-                (generation, now)
+        if let Some((generation, at_ms)) = progress.pending {
+            // A writer died between choosing and recording: publish that
+            // snapshot again, under the same message id.
+            let content = self.content().await?;
+            return self
+                .publish_and_record(progress, rev, &content, generation, at_ms)
+                .await;
+        }
+        let generation = self.generation().await?;
+        let interval = self.interval.as_millis() as i64;
+        if !needs_content(&progress.rule(), generation, now, interval) {
+            return Ok(());
+        }
+        let content = self.content().await?;
+        match decide(
+            &progress.rule(),
+            generation,
+            content_hash(&content),
+            now,
+            interval,
+        ) {
+            SnapshotStep::UpToDate => Ok(()),
+            SnapshotStep::Cover { generation } => {
+                progress.covered = Some(generation);
+                self.save(&progress, rev).await.map(|_| ())
             }
-        };
+            SnapshotStep::Write { generation, .. } => {
+                progress.pending = Some((generation, now));
+                rev = self.save(&progress, rev).await?;
+                self.publish_and_record(progress, rev, &content, generation, now)
+                    .await
+            }
+        }
+    }
+
+    /// Every cohort as `segment` lines.
+    async fn content(&self) -> Result<Vec<u8>, SnapshotError> {
         let mut cohorts = KvCohorts::new(self.cluster.cohorts.clone(), self.workspace)
             .list()
             .await?;
-        let content = snapshot_lines(&mut cohorts);
-        let hash = xxhash_rust::xxh3::xxh3_64(&content);
-        if progress.pending.is_none() {
-            if progress.content_hash == Some(hash) && !stale {
-                progress.covered = Some(generation);
-                self.save(&progress, rev).await?;
-                return Ok(());
-            }
-            progress.pending = Some((generation, at_ms));
-            rev = self.save(&progress, rev).await?;
-        }
-        self.publish(&content, generation, at_ms).await?;
+        Ok(snapshot_lines(&mut cohorts))
+    }
+
+    /// Publishes the pending snapshot, then records it as covered.
+    async fn publish_and_record(
+        &self,
+        mut progress: Progress,
+        rev: u64,
+        content: &[u8],
+        generation: u64,
+        at_ms: i64,
+    ) -> Result<(), SnapshotError> {
+        self.publish(content, generation, at_ms).await?;
         progress.pending = None;
         progress.covered = Some(generation);
-        progress.content_hash = Some(hash);
+        progress.content_hash = Some(content_hash(content));
         progress.at_ms = at_ms;
         self.save(&progress, rev).await?;
         tracing::info!(
             generation,
-            cohorts = cohorts.len(),
+            bytes = content.len(),
             "segment snapshot written"
         );
         Ok(())

@@ -40,9 +40,41 @@ pub fn content_hash(content: &[u8]) -> u64 {
     xxhash_rust::xxh3::xxh3_64(content)
 }
 
+/// Whether the content must be read to decide: the generation moved since
+/// the last snapshot, or the interval passed.
+pub fn needs_content(
+    progress: &SnapshotProgress,
+    generation: u64,
+    now_ms: i64,
+    interval_ms: i64,
+) -> bool {
+    let stale = now_ms - progress.at_ms >= interval_ms;
+    progress.covered != Some(generation) || stale
+}
+
+/// The step once the content was read (see [`needs_content`]).
+pub fn decide(
+    progress: &SnapshotProgress,
+    generation: u64,
+    content_hash: u64,
+    now_ms: i64,
+    interval_ms: i64,
+) -> SnapshotStep {
+    if !needs_content(progress, generation, now_ms, interval_ms) {
+        return SnapshotStep::UpToDate;
+    }
+    let stale = now_ms - progress.at_ms >= interval_ms;
+    if progress.content_hash == Some(content_hash) && !stale {
+        return SnapshotStep::Cover { generation };
+    }
+    SnapshotStep::Write {
+        generation,
+        content_hash,
+    }
+}
+
 /// The step for `generation` at `now_ms`; `hash` reads and hashes the
-/// current content, and is called only when the generation moved or the
-/// interval passed.
+/// current content, and is called only when [`needs_content`].
 pub fn next_step<E>(
     progress: &SnapshotProgress,
     generation: u64,
@@ -50,18 +82,10 @@ pub fn next_step<E>(
     interval_ms: i64,
     hash: impl FnOnce() -> Result<u64, E>,
 ) -> Result<SnapshotStep, E> {
-    let stale = now_ms - progress.at_ms >= interval_ms;
-    if progress.covered == Some(generation) && !stale {
+    if !needs_content(progress, generation, now_ms, interval_ms) {
         return Ok(SnapshotStep::UpToDate);
     }
-    let content_hash = hash()?;
-    if progress.content_hash == Some(content_hash) && !stale {
-        return Ok(SnapshotStep::Cover { generation });
-    }
-    Ok(SnapshotStep::Write {
-        generation,
-        content_hash,
-    })
+    Ok(decide(progress, generation, hash()?, now_ms, interval_ms))
 }
 
 impl SnapshotProgress {
