@@ -466,3 +466,6 @@ impl Committer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

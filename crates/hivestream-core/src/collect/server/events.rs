@@ -58,7 +58,7 @@ pub fn commit_error(e: CommitError) -> ApiError {
 /// alias-only event gets its user from the committer, and an event with
 /// the client's own id is checked for being a retry. Returns the event id
 /// and where the user id sits in `line`.
-fn encode(
+pub(crate) fn encode(
     ev: ValidEvent<'_>,
     time_ms: i64,
     line: &mut Vec<u8>,

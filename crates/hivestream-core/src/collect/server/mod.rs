@@ -20,6 +20,10 @@ use axum::routing::{get, post};
 use axum::Router;
 
 pub use body::BodyLimits;
+/// How a request's events become a [`crate::log::batch::Batch`], for the
+/// committer's tests.
+#[cfg(test)]
+pub(crate) use events::encode as encode_event;
 
 use crate::collect::access::Access;
 use crate::collect::api_error::{ApiError, ErrorKind};
