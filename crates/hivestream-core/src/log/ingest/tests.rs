@@ -332,7 +332,10 @@ async fn a_reserve_above_the_free_space_refuses_writes_and_reports_disk_low() {
     // Other processes write to this disk meanwhile: the committer's own
     // measure must be within this of ours.
     let slack = 1 << 30;
-    for (n, reserve) in [u64::MAX / 2, measured + (4 << 30)].into_iter().enumerate() {
+    for (n, reserve) in [u64::MAX / 2, measured + (4 << 30), u64::MAX]
+        .into_iter()
+        .enumerate()
+    {
         let data = dir.path().join(n.to_string());
         let limits = Limits {
             max_backlog_bytes: 1 << 40,
