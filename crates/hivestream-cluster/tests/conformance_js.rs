@@ -145,3 +145,23 @@ async fn kv_leases() {
     conformance::leases(&KvLeases::new(kv, ttl)).await;
     js.delete_key_value(&name).await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_cohorts() {
+    let js = jetstream().await;
+    let name = unique("COHORTS");
+    let kv = bucket(&js, &name, Duration::ZERO).await;
+    let workspace = hivestream_cluster::cohorts::workspace_id(&kv, None)
+        .await
+        .unwrap();
+    assert_eq!(
+        hivestream_cluster::cohorts::workspace_id(&kv, None)
+            .await
+            .unwrap(),
+        workspace,
+        "every node reads the first node's workspace"
+    );
+    let api = hivestream_cluster::cohorts::KvCohorts::new(kv, workspace);
+    conformance::cohorts(&api, "conf ", workspace).await;
+    js.delete_key_value(&name).await.unwrap();
+}

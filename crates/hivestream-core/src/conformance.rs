@@ -1,8 +1,8 @@
 //! One conformance suite for every backend behind the pipeline's seams, in
 //! the manner of object_store's integration suite: the local WAL, ledger
-//! file and in-process leases (`tests/conformance_local.rs`) and the
-//! JetStream stream, KV ledger and KV leases (crate `hivestream-cluster`)
-//! must all pass the same checks. Each function panics on the first
+//! file, in-process leases and redb cohort store (`tests/conformance_local.rs`)
+//! and the JetStream stream, KV ledger, KV leases and KV cohorts (crate
+//! `hivestream-cluster`) must all pass the same checks. Each function panics on the first
 //! deviation, naming it.
 //!
 //! A backend says what it cannot do instead of failing: the local WAL
@@ -13,9 +13,11 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::collect::backend::CohortApi;
 use crate::log::record::DataType;
 use crate::log::{LogReader, Pos};
 use crate::route::ledger::{LedgerError, LedgerStore, Seal};
+use crate::state::cohorts::{CohortError, CohortInput, CohortState};
 use crate::state::lease::Leases;
 
 /// A log under test: appends batches and opens readers on one partition.
@@ -237,4 +239,80 @@ pub async fn leases(store: &dyn Leases) {
     );
     assert!(store.renew(&mut c).await.expect("renew"));
     store.release(c).await.expect("release");
+}
+
+/// Cohort CRUD (`CohortApi`): codes unique and increasing, names unique
+/// (on create and on rename, free again after a delete or a rename), PATCH
+/// changing only what it names, state, workspace, and 404s. `names` must be
+/// fresh to the store (a unique prefix).
+pub async fn cohorts(api: &dyn CohortApi, prefix: &str, workspace: uuid::Uuid) {
+    let input = |name: &str| CohortInput {
+        name: Some(format!("{prefix}{name}")),
+        ..Default::default()
+    };
+    let a = api.create(input("a"), 1_000).await.expect("create a");
+    let b = api.create(input("b"), 2_000).await.expect("create b");
+    assert!(b.code > a.code, "cohorts: codes increase");
+    assert_eq!(a.workspace_id, workspace, "cohorts: the store's workspace");
+    assert_eq!(
+        a.state,
+        CohortState::Enabled,
+        "cohorts: new cohorts are Enabled"
+    );
+    assert!(
+        matches!(
+            api.create(input("a"), 0).await,
+            Err(CohortError::DuplicateName(_))
+        ),
+        "cohorts: a name is unique"
+    );
+    assert!(
+        matches!(
+            api.patch(b.id, input("a"), 0).await,
+            Err(CohortError::DuplicateName(_))
+        ),
+        "cohorts: a rename onto a taken name is refused"
+    );
+    let disable = CohortInput {
+        state: Some("Disabled".into()),
+        ..input("b2")
+    };
+    let b2 = api.patch(b.id, disable, 3_000).await.expect("rename b");
+    assert_eq!((b2.code, b2.state), (b.code, CohortState::Disabled));
+    assert_eq!(
+        b2.created_at, b.created_at,
+        "cohorts: PATCH keeps created_at"
+    );
+    api.create(input("b"), 0)
+        .await
+        .expect("a renamed cohort's old name is free");
+    let got = api.get(b.id).await.expect("get b2");
+    assert_eq!(got.name, format!("{prefix}b2"));
+    api.delete(a.id).await.expect("delete a");
+    assert!(
+        matches!(api.get(a.id).await, Err(CohortError::NotFound(_))),
+        "cohorts: deleted is gone"
+    );
+    assert!(
+        matches!(api.delete(a.id).await, Err(CohortError::NotFound(_))),
+        "cohorts: deleting twice is a 404"
+    );
+    let again = api
+        .create(input("a"), 0)
+        .await
+        .expect("a deleted name is free");
+    assert!(again.code > b.code, "cohorts: codes are never reused");
+    let mine: Vec<String> = api
+        .list()
+        .await
+        .expect("list")
+        .into_iter()
+        .filter(|c| c.name.starts_with(prefix))
+        .map(|c| c.name)
+        .collect();
+    let expected: Vec<String> = ["b2", "b", "a"]
+        .iter()
+        .map(|n| format!("{prefix}{n}"))
+        .collect();
+    assert_eq!(mine, expected, "cohorts: listed by code");
 }

@@ -67,3 +67,13 @@ fn file_ledger() {
 async fn memory_leases() {
     conformance::leases(&MemoryLeases::new(Duration::from_millis(300))).await;
 }
+
+#[tokio::test]
+async fn redb_cohorts() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = hivestream_core::state::index_db::IndexDb::open(&dir.path().join("i.redb"), 1 << 20)
+        .unwrap();
+    let workspace = uuid::Uuid::new_v4();
+    let store = hivestream_core::state::cohorts::CohortStore::new(db, workspace).unwrap();
+    conformance::cohorts(&store, "conf ", workspace).await;
+}

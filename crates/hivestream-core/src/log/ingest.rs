@@ -353,7 +353,8 @@ impl Committer {
             return Err(CommitError::BacklogFull(backlog));
         }
         let reserve = self.limits.min_free_bytes;
-        if reserve > 0 && self.free < reserve + batch.bytes() as u64 {
+        // Saturating: `min_free_bytes` is not bounded by the config.
+        if reserve > 0 && self.free < reserve.saturating_add(batch.bytes() as u64) {
             self.admission.disk_low.store(true, Ordering::Release);
             return Err(CommitError::DiskLow(self.free));
         }
@@ -461,8 +462,12 @@ impl Committer {
             self.admission.backlog_full.store(false, Ordering::Release);
         }
         self.free = self.measure_free();
-        if self.free > self.limits.min_free_bytes + self.limits.min_free_bytes / 10 {
+        let reserve = self.limits.min_free_bytes;
+        if self.free > reserve.saturating_add(reserve / 10) {
             self.admission.disk_low.store(false, Ordering::Release);
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

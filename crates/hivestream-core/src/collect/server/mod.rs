@@ -19,13 +19,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 
-pub use body::BodyLimits;
-
+/// How a request's events become a [`crate::log::batch::Batch`], for the
+/// committer's tests.
 use crate::collect::access::Access;
 use crate::collect::api_error::{ApiError, ErrorKind};
 use crate::collect::backend::{CohortApi, Ingest};
 use crate::collect::listener::PeerAddr;
 use crate::metrics::METRICS;
+pub use body::BodyLimits;
 
 /// What handlers share.
 pub struct AppState {
