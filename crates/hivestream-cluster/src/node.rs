@@ -131,15 +131,12 @@ pub async fn run_node(
 
 /// Binds `listen`; returns the listener and the address it got.
 async fn bind(cfg: &Config) -> Result<(tokio::net::TcpListener, std::net::SocketAddr), NodeError> {
-    let listen_err = |source| NodeError::Listen {
-        addr: cfg.listen,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
+    hivestream_core::collect::listener::bind(cfg.listen)
         .await
-        .map_err(listen_err)?;
-    let addr = listener.local_addr().map_err(listen_err)?;
-    Ok((listener, addr))
+        .map_err(|source| NodeError::Listen {
+            addr: cfg.listen,
+            source,
+        })
 }
 
 /// A worker's own HTTP listener: `/healthz` and `/metrics` only.

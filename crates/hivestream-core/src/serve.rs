@@ -291,14 +291,12 @@ async fn listen(
     app: axum::Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServeError> {
-    let listen_err = |source| ServeError::Listen {
-        addr: cfg.listen,
-        source,
-    };
-    let listener = tokio::net::TcpListener::bind(cfg.listen)
+    let (listener, addr) = crate::collect::listener::bind(cfg.listen)
         .await
-        .map_err(listen_err)?;
-    let addr = listener.local_addr().map_err(listen_err)?;
+        .map_err(|source| ServeError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
     tracing::info!(%addr, worker = worker.as_str(), sink = ?cfg.sink, prefix = %cfg.prefix, objects = %cfg.s3.objects.describe(), "hivestream serving");
     println!("listening on {addr}");
     serve_http(listener, app, cfg.connections, shutdown).await;

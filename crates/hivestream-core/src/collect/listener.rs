@@ -183,6 +183,16 @@ impl Drop for BusyGuard {
     }
 }
 
+/// Binds `addr`; returns the listener and the address it got (the port,
+/// when `addr` asked for any).
+pub async fn bind(
+    addr: std::net::SocketAddr,
+) -> std::io::Result<(tokio::net::TcpListener, std::net::SocketAddr)> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    Ok((listener, local))
+}
+
 /// Serves `app` on `listener` until `shutdown` resolves, then drains.
 pub async fn serve_http(
     listener: TcpListener,
