@@ -17,7 +17,7 @@ use crate::collect::backend::CohortApi;
 use crate::log::record::DataType;
 use crate::log::{LogReader, Pos};
 use crate::route::ledger::{LedgerError, LedgerStore, Seal};
-use crate::state::cohorts::{CohortError, CohortInput, CohortState};
+use crate::state::cohorts::{Cohort, CohortError, CohortInput, CohortState};
 use crate::state::lease::Leases;
 
 /// A log under test: appends batches and opens readers on one partition.
@@ -288,6 +288,15 @@ pub async fn cohorts(api: &dyn CohortApi, prefix: &str, workspace: uuid::Uuid) {
         .expect("a renamed cohort's old name is free");
     let got = api.get(b.id).await.expect("get b2");
     assert_eq!(got.name, format!("{prefix}b2"));
+    cohort_deletes(api, prefix, a, b).await;
+}
+
+/// The rest of [`cohorts`]: a delete frees the name, never the code.
+async fn cohort_deletes(api: &dyn CohortApi, prefix: &str, a: Cohort, b: Cohort) {
+    let input = |name: &str| CohortInput {
+        name: Some(format!("{prefix}{name}")),
+        ..Default::default()
+    };
     api.delete(a.id).await.expect("delete a");
     assert!(
         matches!(api.get(a.id).await, Err(CohortError::NotFound(_))),
