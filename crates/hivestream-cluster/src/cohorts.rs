@@ -36,6 +36,7 @@ use async_nats::jetstream::stream::InfoError;
 use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
+use hivestream_core::backoff::Backoff;
 use hivestream_core::collect::backend::CohortApi;
 use hivestream_core::log::record::{DataType, Record};
 use hivestream_core::state::cohorts::{snapshot_lines, Cohort, CohortError, CohortInput};
@@ -74,20 +75,42 @@ pub async fn workspace_id(kv: &kv::Store, configured: Option<Uuid>) -> Result<Uu
     if let Some(id) = configured {
         return Ok(id);
     }
+    // A cluster just started may not have elected the bucket's leader yet:
+    // retry for a while before failing the start.
+    let mut backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(2));
+    let deadline = std::time::Instant::now() + WORKSPACE_PATIENCE;
     loop {
-        if let Some(e) = kv.entry(WORKSPACE_KEY).await.map_err(db)? {
-            if e.operation == kv::Operation::Put {
-                let text = String::from_utf8_lossy(&e.value);
-                return Uuid::try_parse(&text)
-                    .map_err(|_| db(format!("{WORKSPACE_KEY} {text:?} is not a UUID")));
+        match read_or_make_workspace(kv).await {
+            Ok(Some(id)) => return Ok(id),
+            Ok(None) => continue, // another node made it first: read it
+            Err(e) if std::time::Instant::now() < deadline => {
+                tracing::warn!(error = %e, "workspace id: cohort bucket not ready; retrying");
+                tokio::time::sleep(backoff.next_delay()).await;
             }
+            Err(e) => return Err(e),
         }
-        let id = Uuid::new_v4();
-        match kv.create(WORKSPACE_KEY, id.to_string().into()).await {
-            Ok(_) => return Ok(id),
-            Err(e) if e.kind() == CreateErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(db(e)),
+    }
+}
+
+/// How long a node waits for the cohort bucket at start-up.
+const WORKSPACE_PATIENCE: Duration = Duration::from_secs(30);
+
+/// The stored workspace id, or a new one stored create-only; `None` when
+/// another node stored one in between.
+async fn read_or_make_workspace(kv: &kv::Store) -> Result<Option<Uuid>, CohortError> {
+    if let Some(e) = kv.entry(WORKSPACE_KEY).await.map_err(db)? {
+        if e.operation == kv::Operation::Put {
+            let text = String::from_utf8_lossy(&e.value);
+            return Uuid::try_parse(&text)
+                .map(Some)
+                .map_err(|_| db(format!("{WORKSPACE_KEY} {text:?} is not a UUID")));
         }
+    }
+    let id = Uuid::new_v4();
+    match kv.create(WORKSPACE_KEY, id.to_string().into()).await {
+        Ok(_) => Ok(Some(id)),
+        Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
+        Err(e) => Err(db(e)),
     }
 }
 
