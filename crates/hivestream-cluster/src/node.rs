@@ -17,7 +17,7 @@ use std::sync::Arc;
 use hivestream_core::collect::listener::serve_http;
 use hivestream_core::collect::server::{app, ops_app, state};
 use hivestream_core::config::Config;
-use hivestream_core::route::DeflatePool;
+use hivestream_core::route::RouterBase;
 use hivestream_core::serve::{lock_data_dir, ServeError};
 use hivestream_core::sink::open_for_uploads;
 use thiserror::Error;
@@ -27,7 +27,7 @@ use crate::cohorts::{workspace_id, KvCohorts, SnapshotWriter};
 use crate::collect::ClusterIngest;
 use crate::identity::IdentityLeader;
 use crate::setup::{connect, SetupError};
-use crate::worker::{run_worker, TaskJob, WorkerConfig};
+use crate::worker::{run_worker, TaskJob, WorkerNode};
 
 /// Which roles this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,7 +72,7 @@ pub async fn run_node(
     let node = node_name(&cfg);
     hivestream_core::metrics::METRICS
         .flush_interval_seconds
-        .set(cfg.flush_interval.as_secs_f64());
+        .set(cfg.router.flush_interval.as_secs_f64());
     let cluster = connect(&cfg.cluster, &node).await?;
     tracing::info!(%node, collect = roles.collect, route = roles.route, "connected to the NATS cluster");
     let (stop_tx, stop_rx) = watch::channel(false);
@@ -80,7 +80,11 @@ pub async fn run_node(
     let _lock = if roles.route {
         let lock = lock_data_dir(&cfg.data_dir)?;
         let store = open_for_uploads(&cfg).map_err(ServeError::from)?;
-        let tick = cfg.flush_interval.min(std::time::Duration::from_secs(1)) / 2;
+        let tick = cfg
+            .router
+            .flush_interval
+            .min(std::time::Duration::from_secs(1))
+            / 2;
         let tasks: Vec<Arc<dyn TaskJob>> = vec![
             Arc::new(IdentityLeader {
                 cluster: cluster.clone(),
@@ -94,20 +98,14 @@ pub async fn run_node(
                 tick,
             }),
         ];
-        let wcfg = WorkerConfig {
-            node: node.clone(),
+        let me = WorkerNode {
+            name: node.clone(),
             data_dir: cfg.data_dir.clone(),
-            prefix: cfg.prefix.clone(),
-            flush_interval: cfg.flush_interval,
-            max_file_bytes: cfg.max_file_bytes,
-            level: cfg.compression_level,
-            shutdown_timeout: cfg.shutdown_timeout,
-            upload_concurrency: cfg.upload_concurrency,
-            deflate: DeflatePool::per_core(),
         };
         worker = Some(tokio::spawn(run_worker(
             cluster.clone(),
-            wcfg,
+            me,
+            RouterBase::new(&cfg),
             store,
             tasks,
             stop_rx,

@@ -27,7 +27,7 @@ use hivestream_core::route::keys::WorkerId;
 use hivestream_core::route::ledger::LedgerStore;
 use hivestream_core::route::upload::{run_uploader, UploadJob};
 use hivestream_core::route::{
-    run_router, DeflatePool, Router, RouterBackend, RouterConfig, RouterError, RouterLinks,
+    run_router, Router, RouterBackend, RouterBase, RouterConfig, RouterError, RouterLinks,
     RouterSignals,
 };
 use hivestream_core::state::lease::{Lease, Leases};
@@ -42,20 +42,13 @@ use crate::log::{JsLogReader, ReadOptions};
 use crate::names::LogPartition;
 use crate::setup::Cluster;
 
-/// How the worker routes.
-#[derive(Clone)]
-pub struct WorkerConfig {
-    /// This process's name among the members (unique per start).
-    pub node: String,
+/// This process among the workers; how it routes is a [`RouterBase`].
+#[derive(Debug, Clone)]
+pub struct WorkerNode {
+    /// Its name among the members (unique per start).
+    pub name: String,
     /// Spool files go to `{data_dir}/spool/{partition}`.
     pub data_dir: PathBuf,
-    pub prefix: String,
-    pub flush_interval: Duration,
-    pub max_file_bytes: u64,
-    pub level: u32,
-    pub shutdown_timeout: Duration,
-    pub upload_concurrency: usize,
-    pub deflate: DeflatePool,
 }
 
 /// A job that is not a log partition (identity leader, snapshot writer):
@@ -166,7 +159,8 @@ impl RouterBackend for KvBackend {
 /// The worker's state between turns.
 pub struct Worker {
     cluster: Cluster,
-    cfg: WorkerConfig,
+    node: WorkerNode,
+    base: RouterBase,
     leases: KvLeases,
     tasks: Vec<Arc<dyn TaskJob>>,
     uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
@@ -180,18 +174,21 @@ pub struct Worker {
 /// Runs the worker until `stop` turns true, then hands everything over.
 pub async fn run_worker(
     cluster: Cluster,
-    cfg: WorkerConfig,
+    node: WorkerNode,
+    base: RouterBase,
     store: Arc<dyn ObjectStore>,
     tasks: Vec<Arc<dyn TaskJob>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let (uploads, upload_rx) = tokio::sync::mpsc::unbounded_channel();
-    let uploader = tokio::spawn(run_uploader(store, upload_rx, cfg.upload_concurrency));
+    let concurrency = base.settings.upload_concurrency;
+    let uploader = tokio::spawn(run_uploader(store, upload_rx, concurrency));
     let ttl = cluster.settings.lease_ttl;
     let mut w = Worker {
         leases: KvLeases::new(cluster.leases.clone(), ttl),
         cluster,
-        cfg,
+        node,
+        base,
         tasks,
         uploads,
         held: HashMap::new(),
@@ -215,7 +212,7 @@ pub async fn run_worker(
 
 impl Worker {
     fn member_name(&self) -> String {
-        format!("member.{}", self.cfg.node)
+        format!("member.{}", self.node.name)
     }
 
     async fn keep_membership(&self, member: &mut Option<Lease>) {
@@ -231,7 +228,11 @@ impl Worker {
                 }
             }
         }
-        *member = match self.leases.claim(&self.member_name(), &self.cfg.node).await {
+        *member = match self
+            .leases
+            .claim(&self.member_name(), &self.node.name)
+            .await
+        {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(error = %e, "worker: cannot join the cluster yet");
@@ -266,7 +267,7 @@ impl Worker {
         };
         let plan = assign(&self.job_names(), &members);
         for (job, owner) in &plan {
-            let mine = *owner == self.cfg.node;
+            let mine = *owner == self.node.name;
             match (mine, self.held.get_mut(job)) {
                 (true, None) => self.try_start(job).await,
                 (false, Some(h)) if !h.stopping => {
@@ -332,7 +333,7 @@ impl Worker {
     }
 
     async fn try_start(&mut self, job: &str) {
-        let lease = match self.leases.claim(job, &self.cfg.node).await {
+        let lease = match self.leases.claim(job, &self.node.name).await {
             Ok(Some(l)) => l,
             Ok(None) => return, // still held by its previous owner
             Err(e) => {
@@ -347,7 +348,7 @@ impl Worker {
                 return;
             }
         };
-        tracing::info!(%job, node = %self.cfg.node, "worker: job started");
+        tracing::info!(%job, node = %self.node.name, "worker: job started");
         self.held.insert(
             job.to_string(),
             Held {
@@ -379,20 +380,17 @@ impl Worker {
     fn start_router(&mut self, partition: LogPartition) -> Running {
         let signals = Arc::clone(self.signals.entry(partition).or_default());
         signals.rearm();
-        let cfg = RouterConfig {
-            spool: self.cfg.data_dir.join("spool").join(partition.ledger_key()),
-            prefix: self.cfg.prefix.clone(),
-            worker: WorkerId::parse(&partition.worker_id()).expect("partition ids are valid"),
-            flush_interval: self.cfg.flush_interval,
-            max_file_bytes: self.cfg.max_file_bytes,
-            level: self.cfg.level,
-            shutdown_timeout: self.cfg.shutdown_timeout,
-            deflate: self.cfg.deflate.clone(),
-        };
+        let spool = self
+            .node
+            .data_dir
+            .join("spool")
+            .join(partition.ledger_key());
+        let id = WorkerId::parse(&partition.worker_id()).expect("partition ids are valid");
+        let cfg = self.base.router(spool, id);
         let backend = KvBackend {
             cluster: self.cluster.clone(),
             partition,
-            node: self.cfg.node.clone(),
+            node: self.node.name.clone(),
             signals: Arc::clone(&signals),
             rt: self.rt.clone(),
         };

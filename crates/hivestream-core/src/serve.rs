@@ -27,7 +27,7 @@ use crate::log::replay::{replay_identity, ReplayError};
 use crate::route::keys::WorkerId;
 use crate::route::upload::run_uploader;
 use crate::route::{
-    run_router, LocalBackend, Router, RouterConfig, RouterError, RouterLinks, RouterSignals,
+    run_router, LocalBackend, Router, RouterBase, RouterError, RouterLinks, RouterSignals,
 };
 use crate::sink::{open_for_uploads, SinkError};
 use crate::snapshot::run_snapshotter;
@@ -156,7 +156,7 @@ fn limits(cfg: &Config, disk_total: u64) -> Limits {
     m.backlog_limit_bytes.set(limits.max_backlog_bytes);
     m.disk_reserve_bytes.set(limits.min_free_bytes);
     m.flush_interval_seconds
-        .set(cfg.flush_interval.as_secs_f64());
+        .set(cfg.router.flush_interval.as_secs_f64());
     limits
 }
 
@@ -193,16 +193,8 @@ fn start_router(
 ) -> Result<(JoinHandle<Result<(), RouterError>>, UploadReceiver), ServeError> {
     let (uploads, upload_rx) = tokio::sync::mpsc::unbounded_channel();
     let (done_tx, done_rx) = mpsc::channel();
-    let router_cfg = RouterConfig {
-        spool: cfg.data_dir.join("router").join("spool"),
-        prefix: cfg.prefix.clone(),
-        worker: worker.clone(),
-        flush_interval: cfg.flush_interval,
-        max_file_bytes: cfg.max_file_bytes,
-        level: cfg.compression_level,
-        shutdown_timeout: cfg.shutdown_timeout,
-        deflate: crate::route::DeflatePool::per_core(),
-    };
+    let router_cfg =
+        RouterBase::new(cfg).router(cfg.data_dir.join("router").join("spool"), worker.clone());
     let backend = LocalBackend {
         data_dir: cfg.data_dir.clone(),
         progress,
@@ -247,11 +239,19 @@ pub async fn serve(
     };
     let (appender, committer) = spawn_committer(wal, identity, outputs.clone(), limits);
     let (router, upload_rx) = start_router(&cfg, &worker, outputs.progress, Arc::clone(&signals))?;
-    tokio::spawn(run_uploader(store, upload_rx, cfg.upload_concurrency));
+    tokio::spawn(run_uploader(
+        store,
+        upload_rx,
+        cfg.router.upload_concurrency,
+    ));
     let cohorts = CohortStore::new(Arc::clone(&db), workspace_id(&cfg)?)
         .map_err(|e| IdentityError::Db(e.to_string()))?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let tick = cfg.flush_interval.min(std::time::Duration::from_secs(1)) / 2;
+    let tick = cfg
+        .router
+        .flush_interval
+        .min(std::time::Duration::from_secs(1))
+        / 2;
     let snapshotter = tokio::spawn(run_snapshotter(
         cohorts.clone(),
         appender.clone(),

@@ -31,6 +31,7 @@ use std::time::Duration;
 use futures::TryStreamExt;
 use hivestream_core::collect::encode::encode;
 use hivestream_core::collect::event::parse_event;
+use hivestream_core::config::RouterSettings;
 use hivestream_core::failpoint;
 use hivestream_core::log::ingest::{spawn_committer, Appender, Batch, CommitterOutputs, Limits};
 use hivestream_core::log::progress::WalProgress;
@@ -38,7 +39,7 @@ use hivestream_core::log::replay::replay_identity;
 use hivestream_core::route::keys::WorkerId;
 use hivestream_core::route::upload::run_uploader;
 use hivestream_core::route::{
-    run_router, DeflatePool, LocalBackend, Router, RouterConfig, RouterError, RouterLinks,
+    run_router, DeflatePool, LocalBackend, Router, RouterBase, RouterError, RouterLinks,
     RouterSignals,
 };
 use hivestream_core::snapshot::run_snapshotter;
@@ -145,16 +146,21 @@ fn open_pipeline(
     let (appender, committer) = spawn_committer(wal, identity, outputs.clone(), limits);
     let (uploads, upload_rx) = tokio::sync::mpsc::unbounded_channel();
     let (done_tx, done_rx) = std::sync::mpsc::channel();
-    let cfg = RouterConfig {
-        spool: dir.join("router").join("spool"),
+    let base = RouterBase {
+        settings: RouterSettings {
+            flush_interval: Duration::from_millis(25),
+            max_file_bytes: 64 << 10,
+            compression_level: 1,
+            upload_concurrency: 2,
+            shutdown_timeout: Duration::from_secs(20),
+        },
         prefix: String::new(),
-        worker: WorkerId::parse("model").unwrap(),
-        flush_interval: Duration::from_millis(25),
-        max_file_bytes: 64 << 10,
-        level: 1,
-        shutdown_timeout: Duration::from_secs(20),
         deflate: pool.clone(),
     };
+    let cfg = base.router(
+        dir.join("router").join("spool"),
+        WorkerId::parse("model").unwrap(),
+    );
     let backend = LocalBackend {
         data_dir: dir.to_path_buf(),
         progress: outputs.progress,

@@ -43,7 +43,8 @@ pub use cluster::ClusterSettings;
 pub use defaults::*;
 use http::HttpSettings;
 pub use raw::{RawConfig, RawKey};
-use router::RouterSettings;
+pub use router::RouterSettings;
+use router::RouterStage;
 use sink::SinkSettings;
 use state::StateSettings;
 
@@ -80,19 +81,18 @@ pub struct Config {
     pub prefix: String,
     pub s3: S3Settings,
     pub keys: Vec<ApiKey>,
+    /// `serve`'s name in object keys (and a cluster node's name base);
+    /// `None`: the one kept in the data dir.
     pub worker_id: Option<WorkerId>,
     /// `None`: the one kept by the data dir or the cluster.
     pub workspace_id: Option<uuid::Uuid>,
-    pub flush_interval: Duration,
-    pub max_file_bytes: u64,
+    /// How files are cut, compressed and uploaded.
+    pub router: RouterSettings,
     pub max_backlog_bytes: u64,
     pub max_body_bytes: usize,
     pub max_inflight_body_bytes: u64,
     pub body_timeout: Duration,
     pub max_batch_items: usize,
-    pub compression_level: u32,
-    pub upload_concurrency: usize,
-    pub shutdown_timeout: Duration,
     pub segment_snapshot_interval: Duration,
     pub index_cache_bytes: usize,
     /// `None`: the default reserve for the data disk's size.
@@ -184,7 +184,7 @@ impl RawConfig {
             .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR));
         let sink = SinkSettings::from_raw(&self, &data_dir)?;
         let access = AccessSettings::from_raw(&self, http.listen)?;
-        let router = RouterSettings::from_raw(&self)?;
+        let router = RouterStage::from_raw(&self)?;
         let admission = AdmissionSettings::from_raw(&self)?;
         let cluster = ClusterSettings::from_raw(&self, state.dedup)?;
         Ok(Config {
@@ -196,16 +196,12 @@ impl RawConfig {
             keys: access.keys,
             worker_id: router.worker_id,
             workspace_id: state.workspace_id,
-            flush_interval: router.flush_interval,
-            max_file_bytes: router.max_file_bytes,
+            router: router.settings,
             max_backlog_bytes: admission.max_backlog_bytes,
             max_body_bytes: http.max_body_bytes,
             max_inflight_body_bytes: http.max_inflight_body_bytes,
             body_timeout: http.body_timeout,
             max_batch_items: http.max_batch_items,
-            compression_level: router.compression_level,
-            upload_concurrency: router.upload_concurrency,
-            shutdown_timeout: router.shutdown_timeout,
             segment_snapshot_interval: state.segment_snapshot_interval,
             index_cache_bytes: state.index_cache_bytes,
             min_free_bytes: admission.min_free_bytes,

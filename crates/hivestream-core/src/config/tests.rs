@@ -13,8 +13,8 @@ fn defaults_are_the_embedded_setup() {
         c.sink,
         SinkTarget::Local(PathBuf::from("./hivestream-data/bucket"))
     );
-    assert_eq!(c.flush_interval, Duration::from_secs(60));
-    assert_eq!(c.max_file_bytes, 64 << 20);
+    assert_eq!(c.router.flush_interval, Duration::from_secs(60));
+    assert_eq!(c.router.max_file_bytes, 64 << 20);
 }
 
 #[test]
@@ -50,7 +50,7 @@ fn toml_rejects_unknown_keys_and_overlays() {
     };
     let c = file.overlay(cli).validate().unwrap();
     assert_eq!(c.listen.port(), 10);
-    assert_eq!(c.flush_interval, Duration::from_secs(2));
+    assert_eq!(c.router.flush_interval, Duration::from_secs(2));
     let later = RawConfig {
         segment_snapshot_interval: Some("5m".into()),
         ..Default::default()

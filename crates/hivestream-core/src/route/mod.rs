@@ -56,6 +56,7 @@ pub use signals::{RouterSignals, UploadTracker};
 pub use supervisor::run_router;
 pub use upload::{UploadJob, UploadKind};
 
+use crate::config::{Config, RouterSettings};
 use crate::log::record::{DataType, Record};
 use crate::log::{LogError, LogReader};
 use crate::metrics::METRICS;
@@ -94,19 +95,55 @@ impl RouterError {
     }
 }
 
+/// What every router of a process shares: `serve` runs one router, a
+/// cluster worker one per log partition it holds.
+#[derive(Debug, Clone)]
+pub struct RouterBase {
+    pub settings: RouterSettings,
+    /// Normalised key prefix (empty or ending in `/`).
+    pub prefix: String,
+    /// Compression threads (shared across routers and their restarts).
+    pub deflate: DeflatePool,
+}
+
+impl RouterBase {
+    /// The configured settings and prefix, with a compression thread per
+    /// core.
+    pub fn new(cfg: &Config) -> Self {
+        Self {
+            settings: cfg.router.clone(),
+            prefix: cfg.prefix.clone(),
+            deflate: DeflatePool::per_core(),
+        }
+    }
+
+    /// The configuration of one router: its spool directory and the worker
+    /// id that names its files.
+    pub fn router(&self, spool: PathBuf, worker: WorkerId) -> RouterConfig {
+        RouterConfig {
+            base: self.clone(),
+            spool,
+            worker,
+        }
+    }
+}
+
 /// What the router needs to know.
 #[derive(Debug, Clone)]
 pub struct RouterConfig {
+    pub base: RouterBase,
     /// Directory for files under construction and awaiting upload.
     pub spool: PathBuf,
-    pub prefix: String,
+    /// Names this router's files: `serve`'s worker id, or the log
+    /// partition's.
     pub worker: WorkerId,
-    pub flush_interval: Duration,
-    pub max_file_bytes: u64,
-    pub level: u32,
-    pub shutdown_timeout: Duration,
-    /// Compression threads (shared across router restarts).
-    pub deflate: DeflatePool,
+}
+
+impl RouterConfig {
+    /// The settings shared by every router.
+    pub fn settings(&self) -> &RouterSettings {
+        &self.base.settings
+    }
 }
 
 /// What connects a router to the tasks around it; cloned for every
@@ -162,8 +199,8 @@ impl Router {
         Ok(Self {
             files: FileOptions {
                 spool,
-                level: cfg.level,
-                pool: cfg.deflate.clone(),
+                level: cfg.settings().compression_level,
+                pool: cfg.base.deflate.clone(),
             },
             cfg,
             ledger,
@@ -202,7 +239,7 @@ impl Router {
                     tracing::info!("router: everything uploaded");
                     return Ok(());
                 }
-                if since.elapsed() >= self.cfg.shutdown_timeout {
+                if since.elapsed() >= self.cfg.settings().shutdown_timeout {
                     tracing::warn!(
                         "router: shutdown timeout; pending files will upload at next start"
                     );
@@ -218,7 +255,10 @@ impl Router {
     fn sleep_for(&self) -> Duration {
         let oldest = self.open.values().map(|f| f.opened_at).min();
         let until_seal = oldest.map_or(Duration::from_millis(500), |t| {
-            self.cfg.flush_interval.saturating_sub(t.elapsed())
+            self.cfg
+                .settings()
+                .flush_interval
+                .saturating_sub(t.elapsed())
         });
         until_seal.clamp(Duration::from_millis(1), Duration::from_millis(500))
     }
@@ -298,7 +338,8 @@ impl Router {
             self.open.insert(p, file);
         }
         let file = &self.open[&p];
-        if file.compressed_bytes() >= self.cfg.max_file_bytes || !p.data_type.is_hourly() {
+        if file.compressed_bytes() >= self.cfg.settings().max_file_bytes || !p.data_type.is_hourly()
+        {
             self.seal(&p)?;
         }
         Ok(())
@@ -314,7 +355,7 @@ impl Router {
 
     fn key_of(&self, f: &Finished) -> String {
         object_key(
-            &self.cfg.prefix,
+            &self.cfg.base.prefix,
             &f.partition,
             f.first_time_ms,
             f.hash,
@@ -371,7 +412,7 @@ impl Router {
         let due: Vec<Partition> = self
             .open
             .iter()
-            .filter(|(_, f)| f.opened_at.elapsed() >= self.cfg.flush_interval)
+            .filter(|(_, f)| f.opened_at.elapsed() >= self.cfg.settings().flush_interval)
             .map(|(p, _)| *p)
             .collect();
         for p in due {

@@ -62,7 +62,7 @@ pub fn run_router(
             "router failed; restarting it from its ledger and the log");
         if links.signals.input_closed() {
             let since = *closed_since.get_or_insert_with(Instant::now);
-            if since.elapsed() >= cfg.shutdown_timeout {
+            if since.elapsed() >= cfg.settings().shutdown_timeout {
                 tracing::warn!(
                     "router: shutdown timeout while failing; the rest uploads at next start"
                 );

@@ -75,16 +75,18 @@ fn event(i: u64, data_type: DataType) -> Vec<u8> {
 /// Opens a router over `records`, lets it route and seal everything (input
 /// closed, no shutdown grace) and returns the jobs it sent.
 fn route_all(dir: &Path, records: Vec<(Pos, Vec<u8>)>, pool: &DeflatePool) -> Vec<UploadJob> {
-    let cfg = RouterConfig {
-        spool: dir.join("spool"),
+    let base = RouterBase {
+        settings: RouterSettings {
+            flush_interval: Duration::from_secs(3600),
+            max_file_bytes: 1 << 20,
+            compression_level: 4,
+            upload_concurrency: 1,
+            shutdown_timeout: Duration::ZERO,
+        },
         prefix: String::new(),
-        worker: WorkerId::parse("p00").unwrap(),
-        flush_interval: Duration::from_secs(3600),
-        max_file_bytes: 1 << 20,
-        level: 4,
-        shutdown_timeout: Duration::ZERO,
         deflate: pool.clone(),
     };
+    let cfg = base.router(dir.join("spool"), WorkerId::parse("p00").unwrap());
     let signals = Arc::new(RouterSignals::default());
     signals.close_input();
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
