@@ -6,6 +6,7 @@
 //! - renew: `update(key, owner, revision)`, which fails once the key
 //!   expired or was claimed by someone else (a new revision);
 //! - release: delete the key if it still has our revision.
+//! - list: the keys with a prefix that are held now, with their holders.
 //!
 //! The revision is the lease's token. Expiry is the server's: a worker
 //! paused past the TTL learns on its next renewal (or sooner, from
@@ -28,26 +29,6 @@ impl KvLeases {
     /// `ttl` must be the bucket's `max_age` (checked by [`crate::setup`]).
     pub fn new(kv: kv::Store, ttl: Duration) -> Self {
         Self { kv, ttl }
-    }
-
-    /// Names of held leases starting with `prefix`, with their holders.
-    pub async fn list(&self, prefix: &str) -> Result<Vec<(String, String)>, LeaseError> {
-        use futures::TryStreamExt;
-        let keys: Vec<String> = self
-            .kv
-            .keys()
-            .await
-            .map_err(err)?
-            .try_collect()
-            .await
-            .map_err(err)?;
-        let mut out = Vec::new();
-        for key in keys.into_iter().filter(|k| k.starts_with(prefix)) {
-            if let Some(owner) = self.holder(&key).await? {
-                out.push((key, owner));
-            }
-        }
-        Ok(out)
     }
 }
 
@@ -116,6 +97,25 @@ impl Leases for KvLeases {
             }
             _ => Ok(None),
         }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, String)>, LeaseError> {
+        use futures::TryStreamExt;
+        let keys: Vec<String> = self
+            .kv
+            .keys()
+            .await
+            .map_err(err)?
+            .try_collect()
+            .await
+            .map_err(err)?;
+        let mut out = Vec::new();
+        for key in keys.into_iter().filter(|k| k.starts_with(prefix)) {
+            if let Some(owner) = self.holder(&key).await? {
+                out.push((key, owner));
+            }
+        }
+        Ok(out)
     }
 }
 

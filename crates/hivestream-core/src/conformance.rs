@@ -183,7 +183,8 @@ pub fn ledger(open: &mut dyn FnMut() -> Result<Box<dyn LedgerStore>, LedgerError
     );
 }
 
-/// Claim, exclusion, renewal, release and expiry. Takes about two TTLs.
+/// Claim, exclusion, listing, renewal, release and expiry. Takes about two
+/// TTLs.
 pub async fn leases(store: &dyn Leases) {
     let name = format!("conformance-{}", uuid::Uuid::new_v4().simple());
     let mut a = store
@@ -198,6 +199,11 @@ pub async fn leases(store: &dyn Leases) {
     assert_eq!(
         store.holder(&name).await.expect("holder").as_deref(),
         Some("a")
+    );
+    assert_eq!(
+        store.list(&name).await.expect("list"),
+        vec![(name.clone(), "a".to_string())],
+        "leases: a held lease is listed with its holder"
     );
     let first = a.token;
     assert!(store.renew(&mut a).await.expect("renew"), "leases: renew");
@@ -239,6 +245,10 @@ pub async fn leases(store: &dyn Leases) {
     );
     assert!(store.renew(&mut c).await.expect("renew"));
     store.release(c).await.expect("release");
+    assert!(
+        store.list(&name).await.expect("list").is_empty(),
+        "leases: a released lease is not listed"
+    );
 }
 
 /// Cohort CRUD (`CohortApi`): codes unique and increasing, names unique

@@ -13,9 +13,11 @@
 //!
 //! [`MemoryLeases`] serves a single process (`serve`, unit tests); the
 //! cluster keeps leases in a JetStream KV bucket whose `max_age` is the TTL.
+//! A test can run [`MemoryLeases`] on a [`ManualClock`], so that a TTL
+//! passes when the test says so rather than after a sleep.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -65,6 +67,48 @@ pub trait Leases: Send + Sync + 'static {
 
     /// Who holds `name` now, if anyone.
     async fn holder(&self, name: &str) -> Result<Option<String>, LeaseError>;
+
+    /// The leases held now whose names start with `prefix`, with their
+    /// holders (a cluster's members hold `member.{node}`).
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, String)>, LeaseError>;
+}
+
+/// A clock that moves only when told to: a test advances it past a TTL
+/// instead of sleeping ([`MemoryLeases::with_clock`]).
+///
+/// Its instants run ahead of the real clock, so [`Lease::expired`], which
+/// reads the real clock, stays false for leases it dated; the store's own
+/// answers (`renew`, `claim`, `holder`) follow this clock.
+#[derive(Debug)]
+pub struct ManualClock {
+    start: Instant,
+    advanced: Mutex<Duration>,
+}
+
+impl ManualClock {
+    /// A clock standing at the real time now.
+    pub fn new() -> Self {
+        Self {
+            start: Instant::now(),
+            advanced: Mutex::new(Duration::ZERO),
+        }
+    }
+
+    /// The time it shows.
+    pub fn now(&self) -> Instant {
+        self.start + *self.advanced.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Moves it forward by `by`.
+    pub fn advance(&self, by: Duration) {
+        *self.advanced.lock().unwrap_or_else(|e| e.into_inner()) += by;
+    }
+}
+
+impl Default for ManualClock {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 #[derive(Debug)]
@@ -78,15 +122,31 @@ struct Held {
 #[derive(Debug)]
 pub struct MemoryLeases {
     ttl: Duration,
+    /// `None`: the real clock.
+    clock: Option<Arc<ManualClock>>,
     held: Mutex<(u64, HashMap<String, Held>)>,
 }
 
 impl MemoryLeases {
+    /// Leases of `ttl` on the real clock.
     pub fn new(ttl: Duration) -> Self {
         Self {
             ttl,
+            clock: None,
             held: Mutex::new((0, HashMap::new())),
         }
+    }
+
+    /// Leases of `ttl` on `clock`, which the caller moves.
+    pub fn with_clock(ttl: Duration, clock: Arc<ManualClock>) -> Self {
+        Self {
+            clock: Some(clock),
+            ..Self::new(ttl)
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.clock.as_ref().map_or_else(Instant::now, |c| c.now())
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, (u64, HashMap<String, Held>)> {
@@ -101,7 +161,7 @@ impl Leases for MemoryLeases {
     }
 
     async fn claim(&self, name: &str, owner: &str) -> Result<Option<Lease>, LeaseError> {
-        let since = Instant::now();
+        let since = self.now();
         let mut guard = self.lock();
         let (counter, held) = &mut *guard;
         if held.get(name).is_some_and(|h| h.until > since) {
@@ -124,7 +184,7 @@ impl Leases for MemoryLeases {
     }
 
     async fn renew(&self, lease: &mut Lease) -> Result<bool, LeaseError> {
-        let since = Instant::now();
+        let since = self.now();
         let mut guard = self.lock();
         let (counter, held) = &mut *guard;
         let Some(h) = held.get_mut(&lease.name) else {
@@ -154,12 +214,25 @@ impl Leases for MemoryLeases {
     }
 
     async fn holder(&self, name: &str) -> Result<Option<String>, LeaseError> {
-        let now = Instant::now();
+        let now = self.now();
         Ok(self
             .lock()
             .1
             .get(name)
             .filter(|h| h.until > now)
             .map(|h| h.owner.clone()))
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<(String, String)>, LeaseError> {
+        let now = self.now();
+        let mut held: Vec<(String, String)> = self
+            .lock()
+            .1
+            .iter()
+            .filter(|(name, h)| name.starts_with(prefix) && h.until > now)
+            .map(|(name, h)| (name.clone(), h.owner.clone()))
+            .collect();
+        held.sort();
+        Ok(held)
     }
 }

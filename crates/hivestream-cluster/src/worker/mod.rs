@@ -14,6 +14,11 @@
 //! without sealing anything more. Ledger fencing makes both safe even when
 //! this worker learns late: a worker paused past its lease finds its next
 //! ledger write refused.
+//!
+//! Which jobs to hold is the [`JobTable`]'s decision, over any
+//! [`Leases`](hivestream_core::state::lease::Leases) (`KvLeases` here,
+//! `MemoryLeases` in its tests); this module starts them: the `Launcher`
+//! runs a router thread per partition and a task per [`TaskJob`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,7 +27,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hivestream_core::log::{LogReader, Pos};
-use hivestream_core::metrics::METRICS;
 use hivestream_core::route::keys::WorkerId;
 use hivestream_core::route::ledger::LedgerStore;
 use hivestream_core::route::upload::{run_uploader, UploadJob};
@@ -30,17 +34,20 @@ use hivestream_core::route::{
     run_router, Router, RouterBackend, RouterBase, RouterConfig, RouterError, RouterLinks,
     RouterSignals,
 };
-use hivestream_core::state::lease::{Lease, Leases};
+use hivestream_core::state::lease::Lease;
 use object_store::ObjectStore;
 use tokio::sync::watch;
 
-use crate::assign::assign;
 use crate::dedup::KvDedup;
 use crate::lease::KvLeases;
 use crate::ledger::KvLedger;
 use crate::log::{JsLogReader, ReadOptions};
 use crate::names::LogPartition;
 use crate::setup::Cluster;
+
+mod jobs;
+
+pub use jobs::{JobTable, Launch, RunningJob};
 
 /// This process among the workers; how it routes is a [`RouterBase`].
 #[derive(Debug, Clone)]
@@ -76,7 +83,7 @@ enum Running {
     },
 }
 
-impl Running {
+impl RunningJob for Running {
     fn finished(&self) -> bool {
         match self {
             Running::Route { thread, .. } => thread.is_finished(),
@@ -104,12 +111,24 @@ impl Running {
             }
         }
     }
-}
 
-struct Held {
-    lease: Lease,
-    running: Running,
-    stopping: bool,
+    /// Shows a task every renewal.
+    fn renewed(&self, renewed: &Lease) {
+        if let Running::Task { lease, .. } = self {
+            let _ = lease.send(renewed.clone());
+        }
+    }
+
+    /// Logs how a router ended.
+    fn join(self, name: &str) {
+        if let Running::Route { thread, .. } = self {
+            match thread.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!(job = %name, error = %e, "worker: router ended"),
+                Err(_) => tracing::error!(job = %name, "worker: router thread panicked"),
+            }
+        }
+    }
 }
 
 /// Where a partition's router reads and records.
@@ -156,15 +175,14 @@ impl RouterBackend for KvBackend {
     }
 }
 
-/// The worker's state between turns.
-pub struct Worker {
+/// Starts this worker's jobs: a router thread per log partition, a task
+/// per [`TaskJob`].
+struct Launcher {
     cluster: Cluster,
     node: WorkerNode,
     base: RouterBase,
-    leases: KvLeases,
     tasks: Vec<Arc<dyn TaskJob>>,
     uploads: tokio::sync::mpsc::UnboundedSender<UploadJob>,
-    held: HashMap<String, Held>,
     /// Per partition, kept across restarts of its router on this worker, so
     /// uploads still running keep their spool files.
     signals: HashMap<LogPartition, Arc<RouterSignals>>,
@@ -184,182 +202,37 @@ pub async fn run_worker(
     let concurrency = base.settings.upload_concurrency;
     let uploader = tokio::spawn(run_uploader(store, upload_rx, concurrency));
     let ttl = cluster.settings.lease_ttl;
-    let mut w = Worker {
-        leases: KvLeases::new(cluster.leases.clone(), ttl),
+    let leases = Arc::new(KvLeases::new(cluster.leases.clone(), ttl));
+    let mut table = JobTable::new(leases, node.name.clone());
+    let mut launcher = Launcher {
         cluster,
         node,
         base,
         tasks,
         uploads,
-        held: HashMap::new(),
         signals: HashMap::new(),
         rt: tokio::runtime::Handle::current(),
     };
     let tick = (ttl / 4).max(Duration::from_millis(250));
-    let mut member: Option<Lease> = None;
+    let jobs = launcher.job_names();
     loop {
-        w.keep_membership(&mut member).await;
-        w.turn(member.is_some()).await;
+        table.turn(&jobs, &mut launcher).await;
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
             _ = stop.changed() => break,
         }
     }
-    w.hand_over_all(&mut member, tick).await;
-    drop(w);
+    table
+        .hand_over_all(tick.min(Duration::from_millis(200)))
+        .await;
+    drop(launcher);
     let _ = uploader.await;
 }
 
-impl Worker {
-    fn member_name(&self) -> String {
-        format!("member.{}", self.node.name)
-    }
+impl Launch for Launcher {
+    type Job = Running;
 
-    async fn keep_membership(&self, member: &mut Option<Lease>) {
-        if let Some(lease) = member.as_mut() {
-            match self.leases.renew(lease).await {
-                Ok(true) => return,
-                Ok(false) => tracing::warn!("worker: membership lease lost; claiming it again"),
-                Err(e) => {
-                    tracing::warn!(error = %e, "worker: cannot renew membership");
-                    if !lease.expired() {
-                        return;
-                    }
-                }
-            }
-        }
-        *member = match self
-            .leases
-            .claim(&self.member_name(), &self.node.name)
-            .await
-        {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "worker: cannot join the cluster yet");
-                None
-            }
-        };
-    }
-
-    /// Every job's lease name, partitions first.
-    fn job_names(&self) -> Vec<String> {
-        let mut jobs: Vec<String> = LogPartition::all(self.cluster.settings.partitions)
-            .into_iter()
-            .map(|p| p.lease())
-            .collect();
-        jobs.extend(self.tasks.iter().map(|t| t.name()));
-        jobs
-    }
-
-    /// One turn: renew, reap, rebalance.
-    async fn turn(&mut self, member: bool) {
-        self.renew_jobs().await;
-        self.reap_finished().await;
-        if !member {
-            return;
-        }
-        let members: Vec<String> = match self.leases.list("member.").await {
-            Ok(list) => list.into_iter().map(|(_, owner)| owner).collect(),
-            Err(e) => {
-                tracing::warn!(error = %e, "worker: cannot list members");
-                return;
-            }
-        };
-        let plan = assign(&self.job_names(), &members);
-        for (job, owner) in &plan {
-            let mine = *owner == self.node.name;
-            match (mine, self.held.get_mut(job)) {
-                (true, None) => self.try_start(job).await,
-                (false, Some(h)) if !h.stopping => {
-                    tracing::info!(%job, to = %owner, "worker: handing a job over");
-                    h.stopping = true;
-                    h.running.stop();
-                }
-                _ => {}
-            }
-        }
-        METRICS.cluster_jobs_held.set(self.held.len() as u64);
-    }
-
-    async fn renew_jobs(&mut self) {
-        let mut lost = Vec::new();
-        for (name, h) in self.held.iter_mut() {
-            match self.leases.renew(&mut h.lease).await {
-                Ok(true) => {
-                    if let Running::Task { lease, .. } = &h.running {
-                        let _ = lease.send(h.lease.clone());
-                    }
-                }
-                Ok(false) => lost.push(name.clone()),
-                Err(e) if h.lease.expired() => {
-                    tracing::warn!(job = %name, error = %e, "worker: lease expired unrenewed");
-                    lost.push(name.clone());
-                }
-                Err(e) => {
-                    tracing::warn!(job = %name, error = %e, "worker: renewal failed; retrying")
-                }
-            }
-        }
-        for name in lost {
-            let h = self.held.remove(&name).expect("held");
-            METRICS.leases_lost.inc();
-            tracing::warn!(job = %name, "worker: lease lost; stopping the job at once");
-            h.running.abort();
-        }
-        METRICS.cluster_jobs_held.set(self.held.len() as u64);
-    }
-
-    /// Releases the leases of jobs that ended (handed over, or failed).
-    async fn reap_finished(&mut self) {
-        let ended: Vec<String> = self
-            .held
-            .iter()
-            .filter(|(_, h)| h.running.finished())
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in ended {
-            let h = self.held.remove(&name).expect("held");
-            if let Running::Route { thread, .. } = h.running {
-                match thread.join() {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::warn!(job = %name, error = %e, "worker: router ended"),
-                    Err(_) => tracing::error!(job = %name, "worker: router thread panicked"),
-                }
-            }
-            if let Err(e) = self.leases.release(h.lease).await {
-                tracing::warn!(job = %name, error = %e, "worker: release failed; the lease expires");
-            }
-        }
-    }
-
-    async fn try_start(&mut self, job: &str) {
-        let lease = match self.leases.claim(job, &self.node.name).await {
-            Ok(Some(l)) => l,
-            Ok(None) => return, // still held by its previous owner
-            Err(e) => {
-                tracing::warn!(%job, error = %e, "worker: cannot claim");
-                return;
-            }
-        };
-        let running = match self.start(job, lease.clone()) {
-            Some(r) => r,
-            None => {
-                let _ = self.leases.release(lease).await;
-                return;
-            }
-        };
-        tracing::info!(%job, node = %self.node.name, "worker: job started");
-        self.held.insert(
-            job.to_string(),
-            Held {
-                lease,
-                running,
-                stopping: false,
-            },
-        );
-    }
-
-    fn start(&mut self, job: &str, lease: Lease) -> Option<Running> {
+    fn launch(&mut self, job: &str, lease: Lease) -> Option<Running> {
         if let Some(task) = self.tasks.iter().find(|t| t.name() == job) {
             let (stop, rx) = watch::channel(false);
             let (lease_tx, lease_rx) = watch::channel(lease);
@@ -375,6 +248,18 @@ impl Worker {
             .into_iter()
             .find(|p| p.lease() == job)?;
         Some(self.start_router(partition))
+    }
+}
+
+impl Launcher {
+    /// Every job's lease name, partitions first.
+    fn job_names(&self) -> Vec<String> {
+        let mut jobs: Vec<String> = LogPartition::all(self.cluster.settings.partitions)
+            .into_iter()
+            .map(|p| p.lease())
+            .collect();
+        jobs.extend(self.tasks.iter().map(|t| t.name()));
+        jobs
     }
 
     fn start_router(&mut self, partition: LogPartition) -> Running {
@@ -406,27 +291,6 @@ impl Worker {
             .expect("spawn router thread");
         Running::Route { signals, thread }
     }
-
-    /// Stops every job gracefully (renewing leases meanwhile), releases the
-    /// leases and leaves the cluster.
-    async fn hand_over_all(&mut self, member: &mut Option<Lease>, tick: Duration) {
-        for h in self.held.values_mut() {
-            h.stopping = true;
-            h.running.stop();
-        }
-        while !self.held.is_empty() {
-            self.renew_jobs().await;
-            self.reap_finished().await;
-            if let Some(m) = member.as_mut() {
-                let _ = self.leases.renew(m).await;
-            }
-            tokio::time::sleep(tick.min(Duration::from_millis(200))).await;
-        }
-        if let Some(m) = member.take() {
-            let _ = self.leases.release(m).await;
-        }
-        tracing::info!("worker: every job handed over");
-    }
 }
 
 /// A partition's router thread: open (taking the ledger over), then run
@@ -451,3 +315,6 @@ fn route_partition(
     };
     run_router(cfg, links, done_rx, first, &backend)
 }
+
+#[cfg(test)]
+mod tests;
